@@ -15,12 +15,14 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
 import platformdirs
 from filelock import FileLock
 
+from seqrec.data.errors import SeqrecError
 from seqrec.data.preprocess import PrepConfig, preprocess
 from seqrec.data.readers import ColumnMap, detect_format, read_log
 from seqrec.data.sequences import SequenceData, SplitConfig
@@ -77,9 +79,14 @@ def prepare_dataset(
     key = hashlib.sha256((source_hash + json.dumps(options, sort_keys=True)).encode()).hexdigest()[:20]
     entry = (cache_dir or cache_root() / "datasets") / key
     if use_cache and (entry / "sequences.json").exists():
-        seq = SequenceData.load(entry)
-        seq.meta["cache_hit"] = True
-        return seq
+        try:
+            seq = SequenceData.load(entry)
+            seq.meta["cache_hit"] = True
+            return seq
+        except SeqrecError as err:  # a damaged entry is rebuilt, not trusted
+            warnings.warn(f"rebuilding damaged cache entry: {err}", stacklevel=2)
+            with FileLock(str(entry) + ".lock"):
+                shutil.rmtree(entry, ignore_errors=True)
     t0 = time.perf_counter()
     table, report = preprocess(read_log(path, fmt, columns, sep), prep)
     seq = SequenceData.from_table(table, split)

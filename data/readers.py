@@ -222,15 +222,14 @@ def _times(series: pd.Series, path: Path, first: int, col: str | int) -> np.ndar
     num = pd.to_numeric(series.str.strip(), errors="coerce")
     if num.notna().all():
         return np.floor(num.to_numpy(np.float64)).astype(np.int64)
+    if num.notna().iloc[0]:  # a numeric time column with a bad cell
+        _fail_at(path, series, num.isna().to_numpy(), first, "a number", col)
     parsed = pd.to_datetime(series.str.strip(), errors="coerce", format="mixed", utc=True)
     bad = parsed.isna().to_numpy()
     if bad.any():
         _fail_at(path, series, bad, first, "a number or a date/time", col)
-    return (parsed.astype("int64") // 10**9).to_numpy(np.int64) if parsed.dtype.kind == "M" else _as_seconds(parsed)
-
-
-def _as_seconds(parsed: pd.Series) -> np.ndarray:
-    return np.asarray([int(t.timestamp()) for t in parsed], dtype=np.int64)
+    # resolution-independent (pandas 3 may parse to s, ms, us or ns)
+    return ((parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "s")).to_numpy(np.int64)
 
 
 # ----------------------------------------------------------------------------- format readers

@@ -1,0 +1,27 @@
+"""Shared fixtures: an isolated cache per test session and the real ML-100K when present."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep prepared datasets and default bundles out of the user's real cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SEQREC_CACHE", str(tmp_path_factory.mktemp("seqrec-cache")))
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def ml100k_path() -> Path:
+    """The real MovieLens 100K folder (licence forbids committing it); skip when absent."""
+    path = SHARED_DATA / "ml-100k"
+    if not (path / "u.data").exists():
+        pytest.skip(f"MovieLens 100K not found at {path} (tests read it from ../shared/data; it is never committed)")
+    return path
