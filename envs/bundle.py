@@ -1,0 +1,176 @@
+"""Bundles: one folder with everything an environment needs.
+
+=================== ==========================================================
+``bundle.json``     format version, source, dataset key, every option used
+``dataset/``        the prepared dataset (sequences, id maps, item features)
+``encoder.pt``      the pretrained sequence encoder (+ ``encoder_metrics.json``)
+``simulator.pt``    the fitted user simulator
+``fidelity.json``   the simulator's fidelity report (+ PNG plots)
+=================== ==========================================================
+
+``seqrec prepare DATA --out DIR`` builds one; ``gymnasium.make("SeqRec-v0", bundle=DIR)``
+loads one. With no bundle, :func:`default_bundle` builds one from the synthetic default
+dataset on first use and caches it; a file lock and an atomic rename keep concurrent
+first calls from corrupting it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from filelock import FileLock
+
+from seqrec.data.errors import CheckpointError, SeqrecError
+from seqrec.data.prepare import cache_root, prepare_dataset
+from seqrec.data.preprocess import PrepConfig
+from seqrec.data.sequences import SequenceData
+from seqrec.encoders.config import EncoderConfig, PretrainConfig
+from seqrec.encoders.model import SequenceEncoder
+from seqrec.encoders.train import pretrain
+from seqrec.simulators.config import SimulatorConfig
+from seqrec.simulators.fidelity import fidelity_report
+from seqrec.simulators.simulator import UserSimulator, fit_simulator
+
+BUNDLE_FORMAT = 1
+DEFAULT_BUNDLE_NAME = f"default-synthetic-v{BUNDLE_FORMAT}"
+
+
+@dataclass
+class Bundle:
+    """A loaded bundle: the dataset, the frozen encoder and the simulator."""
+
+    folder: Path
+    seq: SequenceData
+    encoder: SequenceEncoder
+    simulator: UserSimulator
+    meta: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "Bundle":
+        """Load ``folder``; one-line error when it is not a complete bundle."""
+        folder = Path(folder)
+        try:
+            meta = json.loads((folder / "bundle.json").read_text())
+        except (OSError, ValueError) as err:
+            raise CheckpointError(f"{folder}: not a seqrec bundle (bundle.json: {err})") from None
+        if meta.get("format") != BUNDLE_FORMAT:
+            raise CheckpointError(f"{folder}: bundle format {meta.get('format')} is not {BUNDLE_FORMAT}; rebuild it with seqrec prepare")
+        seq = SequenceData.load(folder / "dataset")
+        key = meta["dataset_key"]
+        encoder = SequenceEncoder.load(folder / "encoder.pt", dataset_key=key).eval()
+        simulator = UserSimulator.load(folder / "simulator.pt", dataset_key=key)
+        return cls(folder, seq, encoder, simulator, meta)
+
+
+_LOADED: dict[Path, Bundle] = {}
+
+
+def load_bundle(bundle: str | Path | None) -> Bundle:
+    """The bundle at ``bundle`` (or the default one), loaded once per process."""
+    folder = Path(bundle).resolve() if bundle is not None else default_bundle()
+    if folder not in _LOADED:
+        _LOADED[folder] = Bundle.load(folder)
+    return _LOADED[folder]
+
+
+@dataclass
+class BuildConfig:
+    """Everything :func:`build_bundle` needs beyond the data path."""
+
+    format: str | None = None
+    columns: str | None = None
+    sep: str | None = None
+    prep: PrepConfig = field(default_factory=PrepConfig)
+    encoder: dict = field(default_factory=dict)
+    """Overrides of :class:`EncoderConfig` fields (``n_items`` is set from the data)."""
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
+    seed: int = 0
+
+
+def build_bundle(data: str | Path, out: str | Path, config: BuildConfig = BuildConfig(), progress: bool = True) -> Path:
+    """Prepare ``data``, pretrain the encoder, fit the simulator and write a bundle to ``out``.
+
+    Built in a temporary sibling folder and renamed into place at the end, so an
+    interrupted build never leaves a half-written bundle.
+    """
+    out = Path(out)
+    t0 = time.perf_counter()
+    seq = prepare_dataset(data, format=config.format, columns=config.columns, sep=config.sep, prep=config.prep)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        seq.save(_mkdir(tmp / "dataset"))
+        enc_cfg = EncoderConfig(**{"n_items": seq.n_items, **_feature_defaults(seq), **config.encoder})
+        enc_metrics = pretrain(seq, enc_cfg, config.pretrain, tmp, progress=progress)
+        if (tmp / "encoder.pt").exists() is False:
+            raise SeqrecError("pretraining wrote no encoder.pt")
+        simulator = fit_simulator(seq, config.simulator, tmp, progress=progress)
+        truth = _truth_for(Path(data))
+        fidelity = fidelity_report(simulator, seq, tmp, truth=truth)
+        meta = {
+            "format": BUNDLE_FORMAT, "source": str(data), "dataset_key": seq.meta["key"], "n_users": seq.n_users,
+            "n_items": seq.n_items, "behaviours": seq.behaviour_names, "encoder_config": enc_cfg.to_dict(),
+            "pretrain": asdict(config.pretrain), "simulator": asdict(config.simulator), "prep": asdict(config.prep),
+            "encoder_test_metrics": enc_metrics.get("test", enc_metrics), "fidelity": _headline(fidelity),
+            "build_seconds": round(time.perf_counter() - t0, 1),
+        }  # fmt: skip
+        (tmp / "bundle.json").write_text(json.dumps(meta, indent=2, default=str))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _mkdir(p: Path) -> Path:
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def _feature_defaults(seq: SequenceData) -> dict:
+    """Use behaviour types and item side features when the data has them."""
+    return {"n_behaviours": len(seq.behaviour_names) if len(seq.behaviour_names) > 1 else 0}
+
+
+def _truth_for(data: Path):
+    """The ground-truth user model when ``data`` is a synthetic dataset folder."""
+    if data.is_dir() and (data / "synth.json").exists():
+        from seqrec.data.synthetic import GroundTruth
+
+        return GroundTruth.load(data)
+    return None
+
+
+def _headline(fidelity: dict) -> dict:
+    return {k: v for k, v in fidelity.items() if isinstance(v, (int, float, str))}
+
+
+def default_bundle(progress: bool = True) -> Path:
+    """The synthetic default bundle in the user cache, built on first use (about a minute)."""
+    root = cache_root() / "bundles"
+    folder = root / DEFAULT_BUNDLE_NAME
+    if (folder / "bundle.json").exists():
+        return folder
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        if (folder / "bundle.json").exists():  # another process built it while we waited
+            return folder
+        from seqrec.data.synthetic import SynthConfig, write_synthetic
+
+        data = write_synthetic(root / "default-synthetic-data", SynthConfig())
+        build_bundle(data, folder, default_build_config(), progress=progress)
+    return folder
+
+
+def default_build_config() -> BuildConfig:
+    """Settings of the default bundle: small enough to build in about a minute on 2 cores."""
+    return BuildConfig(pretrain=PretrainConfig(epochs=10), simulator=SimulatorConfig())
