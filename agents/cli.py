@@ -12,6 +12,7 @@ import sys
 
 import typer
 
+from seqrec.agents.commands import evaluate_command, prepare_command, train_command
 from seqrec.data.cli import app as data_app
 from seqrec.data.errors import SeqrecError
 
@@ -23,6 +24,9 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(data_app, name="data")
+app.command("prepare")(prepare_command)
+app.command("train")(train_command)
+app.command("evaluate")(evaluate_command)
 
 _STATE = {"debug": False}
 

@@ -52,7 +52,9 @@ class SeqRecEnv(gym.Env):
 
     ## Episode End
     - Termination: the simulated user leaves (exit model).
-    - Truncation: ``max_episode_steps`` (default 50) steps.
+    - Truncation: ``max_episode_steps`` (default 50) steps, by the ``TimeLimit`` wrapper that
+      ``gymnasium.make`` adds (the vector env truncates itself). Pass the same
+      ``max_episode_steps`` to ``make`` to change both the limit and the step feature.
 
     ## Arguments
     | name | type | default |
@@ -113,7 +115,9 @@ class SeqRecEnv(gym.Env):
         info["behaviour_name"] = self._behaviour_name(int(info["behaviour"]))
         if self.render_mode == "ansi":
             self._log.append(self._describe(info, float(out.reward[0])))
-        return self._obs(), float(out.reward[0]), bool(out.terminated[0]), bool(out.truncated[0]), info
+        # Truncation is the TimeLimit wrapper's job (registered with max_episode_steps=50), as
+        # in Gymnasium's own envs, so `gymnasium.make(..., max_episode_steps=N)` is honoured.
+        return self._obs(), float(out.reward[0]), bool(out.terminated[0]), False, info
 
     def _behaviour_name(self, b: int) -> str:
         return self.sessions.simulator.behaviour_names[b] if b >= 0 else "none"

@@ -1,0 +1,191 @@
+"""Policies behind one interface: baselines and trained SB3 agents.
+
+A policy maps a batch of observations of a :class:`~seqrec.envs.vector_env.SeqRecVectorEnv`
+to a batch of actions. Baselines read what they need from the env's batched sessions
+(the history, the encoder's item embeddings, the simulator) — all batched tensor code.
+
+========================= ==============================================================
+``random``                a uniformly random item
+``most-popular``          the most-logged train item the user has not consumed yet
+``greedy``                the encoder's top-1 next-item prediction (supervised choice)
+``linucb``                LinUCB on the state embedding (shared model on state ⊙ item)
+``oracle``                the simulator's myopic best item (one-step upper bound)
+========================= ==============================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from seqrec.data.errors import SeqrecError
+from seqrec.envs.session import BatchedSessions
+
+BASELINES = ("random", "most-popular", "greedy", "linucb", "oracle")
+
+
+class Policy(Protocol):
+    """Anything that chooses a batch of actions for the env's current sessions."""
+
+    name: str
+
+    def act(self, obs, sessions: BatchedSessions) -> np.ndarray: ...
+
+    def update(self, sessions: BatchedSessions, actions: np.ndarray, reward: np.ndarray) -> None: ...
+
+
+def _consumed(sessions: BatchedSessions) -> torch.Tensor:
+    """(B, n_items) bool: items in each user's history."""
+    hist = sessions.state.history.clone()
+    hist[hist < 0] = sessions.n_items
+    mask = torch.zeros(sessions.n, sessions.n_items + 1, dtype=torch.bool)
+    return mask.scatter_(1, hist, True)[:, : sessions.n_items]
+
+
+def _to_action(items: torch.Tensor, sessions: BatchedSessions) -> np.ndarray:
+    """Express chosen item ids in the env's action mode (candidates: their index, slate: top-k)."""
+    mode = sessions.config.action_mode
+    if mode == "item":
+        return items[:, 0].numpy()
+    if mode == "slate":
+        return items[:, : sessions.config.slate_size].numpy()
+    if mode == "continuous":
+        return torch.nn.functional.normalize(sessions.item_emb[items[:, 0]], dim=1).numpy()
+    raise SeqrecError("baselines choose from the catalogue; use action_mode item, slate or continuous")
+
+
+def _ranked(scores: torch.Tensor, sessions: BatchedSessions, exclude_consumed: bool = True) -> torch.Tensor:
+    k = sessions.config.slate_size if sessions.config.action_mode == "slate" else 1
+    if exclude_consumed:
+        scores = scores.masked_fill(_consumed(sessions), float("-inf"))
+    return torch.topk(scores, k, dim=1).indices
+
+
+@dataclass
+class RandomPolicy:
+    """Uniformly random items (seeded)."""
+
+    seed: int = 0
+    name: str = "random"
+
+    def __post_init__(self) -> None:
+        self._g = torch.Generator().manual_seed(self.seed)
+
+    def act(self, obs, sessions: BatchedSessions) -> np.ndarray:
+        return _to_action(_ranked(torch.rand(sessions.n, sessions.n_items, generator=self._g), sessions, False), sessions)
+
+    def update(self, sessions, actions, reward) -> None:
+        pass
+
+
+@dataclass
+class MostPopularPolicy:
+    """The most-logged train items, skipping what the user already consumed."""
+
+    name: str = "most-popular"
+
+    def act(self, obs, sessions: BatchedSessions) -> np.ndarray:
+        pop = torch.as_tensor(sessions.seq.item_popularity(("train",)), dtype=torch.float32)
+        return _to_action(_ranked(pop.expand(sessions.n, -1).clone(), sessions), sessions)
+
+    def update(self, sessions, actions, reward) -> None:
+        pass
+
+
+@dataclass
+class GreedyEncoderPolicy:
+    """The pretrained encoder's top-1 next item (what a supervised recommender would show)."""
+
+    name: str = "greedy"
+
+    def act(self, obs, sessions: BatchedSessions) -> np.ndarray:
+        with torch.inference_mode():
+            scores = sessions.encoder.scores(sessions.emb)
+        return _to_action(_ranked(scores.float(), sessions), sessions)
+
+    def update(self, sessions, actions, reward) -> None:
+        pass
+
+
+@dataclass
+class OraclePolicy:
+    """The simulator's myopic best item: highest click probability now (ignores the future)."""
+
+    name: str = "oracle"
+
+    def act(self, obs, sessions: BatchedSessions) -> np.ndarray:
+        all_items = torch.arange(sessions.n_items).expand(sessions.n, -1)
+        with torch.inference_mode():
+            p = sessions.simulator.click_probability(sessions.state, all_items)
+        return _to_action(_ranked(p.float(), sessions, exclude_consumed=False), sessions)
+
+    def update(self, sessions, actions, reward) -> None:
+        pass
+
+
+@dataclass
+class LinUCBPolicy:
+    """LinUCB (Li et al., 2010) with one shared linear model on ``z = state ⊙ item``.
+
+    Expected reward of item a for state x: ``θᵀ z_a`` with ``z_a = x ⊙ v_a`` (v_a the
+    encoder's item embedding); UCB bonus ``alpha * sqrt(z_aᵀ A⁻¹ z_a)``. Shapes:
+    ``A (d, d)``, ``b (d,)``; scoring is one (B, n_items, d) einsum per step.
+    """
+
+    alpha: float = 1.0
+    ridge: float = 1.0
+    name: str = "linucb"
+
+    def __post_init__(self) -> None:
+        self._A: torch.Tensor | None = None
+
+    def _z(self, sessions: BatchedSessions, items: torch.Tensor | None = None) -> torch.Tensor:
+        x = torch.nn.functional.normalize(sessions.emb, dim=1)
+        v = torch.nn.functional.normalize(sessions.item_emb, dim=1)
+        return x[:, None, :] * (v[None] if items is None else v[items][:, None, :])
+
+    def act(self, obs, sessions: BatchedSessions) -> np.ndarray:
+        d = sessions.dim
+        if self._A is None:
+            self._A, self._b = self.ridge * torch.eye(d), torch.zeros(d)
+        A_inv = torch.linalg.inv(self._A)
+        theta = A_inv @ self._b
+        z = self._z(sessions)  # (B, n_items, d)
+        bonus = torch.sqrt(torch.einsum("bnd,de,bne->bn", z, A_inv, z).clamp(min=0))
+        return _to_action(_ranked(z @ theta + self.alpha * bonus, sessions), sessions)
+
+    def update(self, sessions: BatchedSessions, actions: np.ndarray, reward: np.ndarray) -> None:
+        items = torch.as_tensor(np.asarray(actions).reshape(sessions.n, -1)[:, 0])
+        z = self._z(sessions, items)[:, 0, :]  # (B, d)
+        self._A += z.T @ z
+        self._b += z.T @ torch.as_tensor(reward, dtype=torch.float32)
+
+
+@dataclass
+class SB3Policy:
+    """A trained Stable-Baselines3 model (deterministic actions; masks when it takes them)."""
+
+    model: object
+    name: str = "agent"
+
+    def act(self, obs, sessions: BatchedSessions) -> np.ndarray:
+        kwargs = {}
+        if "action_masks" in self.model.predict.__code__.co_varnames:  # sb3-contrib MaskablePPO
+            kwargs["action_masks"] = sessions.action_masks()
+        actions, _ = self.model.predict(obs, deterministic=True, **kwargs)
+        return actions
+
+    def update(self, sessions, actions, reward) -> None:
+        pass
+
+
+def make_baseline(name: str, seed: int = 0) -> Policy:
+    """A baseline by name (see :data:`BASELINES`)."""
+    makers = {"random": lambda: RandomPolicy(seed), "most-popular": MostPopularPolicy, "greedy": GreedyEncoderPolicy,
+              "linucb": LinUCBPolicy, "oracle": OraclePolicy}  # fmt: skip
+    if name not in makers:
+        raise SeqrecError(f"unknown baseline {name!r}; expected one of {', '.join(BASELINES)}")
+    return makers[name]()

@@ -1,0 +1,245 @@
+"""Train SB3 agents on the batched SeqRec env, with evaluation, checkpoints and resume.
+
+A run folder holds ``config.json`` (every option), ``tb/`` (TensorBoard),
+``checkpoints/`` (periodic model + replay buffer), ``best_model.zip`` (best periodic
+evaluation), ``evaluations.npz`` (the learning curve) and ``final_model.zip``.
+``resume=True`` continues from the newest checkpoint up to the same total step count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from seqrec.data.errors import CheckpointError, SeqrecError
+from seqrec.envs.bundle import load_bundle
+from seqrec.envs.sb3_vec import SB3VecEnv
+from seqrec.envs.vector_env import SeqRecVectorEnv
+
+ALGOS = ("ppo", "a2c", "dqn", "qrdqn", "sac", "td3", "maskable-ppo")
+DEFAULT_ACTION_MODE = {"ppo": "candidates", "a2c": "candidates", "dqn": "candidates", "qrdqn": "candidates",
+                       "maskable-ppo": "item", "sac": "continuous", "td3": "continuous"}  # fmt: skip
+
+
+@dataclass
+class TrainConfig:
+    """Every option of ``seqrec train`` (a TOML/YAML ``--config`` file may set any of them)."""
+
+    algo: str = "ppo"
+    """ppo | a2c | dqn | qrdqn | sac | td3 | maskable-ppo."""
+    bundle: str | None = None
+    """Bundle folder; None = the synthetic default bundle."""
+    timesteps: int = 100_000
+    """Total environment steps (over all envs)."""
+    n_envs: int = 16
+    """Parallel simulated users in the batched env."""
+    seed: int = 0
+    """Seeds the env, the agent and torch."""
+    out: str = "runs/ppo"
+    """Run folder."""
+    action_mode: str | None = None
+    """Env action mode; None picks the algorithm's (SAC/TD3 continuous, MaskablePPO item, others candidates)."""
+    obs_mode: str = "embedding"
+    """embedding (frozen encoder state) or ids (raw history; uses the encoder as features extractor)."""
+    env: dict[str, Any] = field(default_factory=dict)
+    """Other env options (n_candidates, reward_weights, max_episode_steps, …)."""
+    learning_rate: float | None = None
+    """None keeps the SB3 default of the algorithm."""
+    gamma: float = 0.95
+    """Discount: < 1 values the future (retention), > 0 decay keeps returns stable."""
+    n_steps: int = 128
+    """PPO/A2C rollout length per env."""
+    eval_freq: int = 10_000
+    """Evaluate every this many total steps (and keep the best model)."""
+    eval_episodes: int = 100
+    """Episodes per periodic evaluation."""
+    checkpoint_freq: int = 10_000
+    """Save a resumable checkpoint every this many total steps."""
+    net_arch: list[int] = field(default_factory=lambda: [128, 128])
+    """Hidden layers of the policy/value networks."""
+    device: str = "cpu"
+    """Torch device of the agent."""
+
+    def __post_init__(self) -> None:
+        if self.algo not in ALGOS:
+            raise SeqrecError(f"unknown algo {self.algo!r}; expected one of {', '.join(ALGOS)}")
+        if self.timesteps < 1 or self.n_envs < 1:
+            raise SeqrecError("timesteps and n_envs must be >= 1")
+        if self.action_mode is None:
+            self.action_mode = DEFAULT_ACTION_MODE[self.algo]
+        allowed = {"sac": ("continuous",), "td3": ("continuous",)}.get(self.algo, ("item", "candidates"))
+        if self.action_mode not in allowed:
+            raise SeqrecError(f"{self.algo} needs action_mode {' or '.join(allowed)}, not {self.action_mode!r}")
+
+    @classmethod
+    def from_sources(cls, file: str | Path | None, overrides: dict[str, Any]) -> "TrainConfig":
+        """Merge a TOML/YAML file and explicit overrides (``None`` values are ignored)."""
+        values: dict[str, Any] = {}
+        if file is not None:
+            values.update(load_config_file(Path(file)))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise SeqrecError(f"unknown training option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    def env_options(self) -> dict[str, Any]:
+        return {"obs_mode": self.obs_mode, "action_mode": self.action_mode, **self.env}
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) file of options."""
+    try:
+        text = path.read_text()
+        if path.suffix == ".toml":
+            import tomllib
+
+            return tomllib.loads(text)
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            return yaml.safe_load(text) or {}
+    except (OSError, ValueError) as err:
+        raise SeqrecError(f"{path}: cannot read config ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+    raise SeqrecError(f"{path}: config files must be .toml, .yaml or .yml")
+
+
+def algorithm_class(algo: str):
+    """The SB3 / sb3-contrib class of ``algo``."""
+    import sb3_contrib
+    import stable_baselines3 as sb3
+
+    return {"ppo": sb3.PPO, "a2c": sb3.A2C, "dqn": sb3.DQN, "sac": sb3.SAC, "td3": sb3.TD3,
+            "qrdqn": sb3_contrib.QRDQN, "maskable-ppo": sb3_contrib.MaskablePPO}[algo]  # fmt: skip
+
+
+def make_vec_env(cfg: TrainConfig, n_envs: int, seed: int) -> SB3VecEnv:
+    """The batched env as an SB3 VecEnv, seeded."""
+    venv = SB3VecEnv(SeqRecVectorEnv(num_envs=n_envs, bundle=load_bundle(cfg.bundle), **cfg.env_options()))
+    venv.seed(seed)
+    return venv
+
+
+def _policy_name(venv: SB3VecEnv) -> str:
+    from gymnasium import spaces
+
+    return "MultiInputPolicy" if isinstance(venv.observation_space, spaces.Dict) else "MlpPolicy"
+
+
+def build_model(cfg: TrainConfig, venv: SB3VecEnv, tb_dir: Path):
+    """A fresh SB3 model for ``cfg`` on ``venv``."""
+    cls = algorithm_class(cfg.algo)
+    kwargs: dict[str, Any] = {"seed": cfg.seed, "verbose": 0, "tensorboard_log": str(tb_dir), "device": cfg.device,
+                              "gamma": cfg.gamma, "policy_kwargs": {"net_arch": list(cfg.net_arch)}}  # fmt: skip
+    if cfg.learning_rate is not None:
+        kwargs["learning_rate"] = cfg.learning_rate
+    if cfg.algo in ("ppo", "maskable-ppo"):
+        kwargs.update(n_steps=cfg.n_steps, batch_size=min(256, cfg.n_steps * cfg.n_envs), ent_coef=0.01)
+    elif cfg.algo == "a2c":
+        kwargs.update(n_steps=min(cfg.n_steps, 16), ent_coef=0.01)
+    elif cfg.algo in ("dqn", "qrdqn"):
+        kwargs.update(buffer_size=100_000, learning_starts=min(1000, cfg.timesteps // 4), train_freq=1,
+                      gradient_steps=max(1, cfg.n_envs // 8), target_update_interval=1000, exploration_fraction=0.3)  # fmt: skip
+    elif cfg.algo in ("sac", "td3"):
+        kwargs.update(buffer_size=100_000, learning_starts=min(1000, cfg.timesteps // 4), train_freq=1,
+                      gradient_steps=max(1, cfg.n_envs // 8))  # fmt: skip
+    if cfg.obs_mode == "ids":
+        from seqrec.encoders.extractor import EncoderFeaturesExtractor
+
+        kwargs["policy_kwargs"].update(features_extractor_class=EncoderFeaturesExtractor,
+                                       features_extractor_kwargs={"encoder": load_bundle(cfg.bundle).encoder})  # fmt: skip
+    return cls(_policy_name(venv), venv, **kwargs)
+
+
+def latest_checkpoint(run: Path) -> Path | None:
+    """The checkpoint with the most steps in ``run/checkpoints``, or None."""
+    ckpts = [(int(m.group(1)), p) for p in (run / "checkpoints").glob("model_*_steps.zip") if (m := re.search(r"_(\d+)_steps", p.name))]
+    return max(ckpts)[1] if ckpts else None
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2, default=str)
+    os.replace(tmp, path)
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Train ``cfg.algo`` for ``cfg.timesteps`` steps; returns the run folder."""
+    from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
+
+    run = Path(cfg.out)
+    run.mkdir(parents=True, exist_ok=True)
+    if resume:
+        saved = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else None
+        if saved is None:
+            raise SeqrecError(f"{run}: nothing to resume (no config.json)")
+        cfg = TrainConfig(**{**saved, "timesteps": cfg.timesteps})
+    _write_json_atomic(run / "config.json", asdict(cfg))
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    cls = algorithm_class(cfg.algo)
+    ckpt = latest_checkpoint(run) if resume else None
+    done = 0
+    if ckpt is not None:
+        done = int(re.search(r"_(\d+)_steps", ckpt.name).group(1))
+    venv = make_vec_env(cfg, cfg.n_envs, cfg.seed + done)  # fresh users after a resume, none repeated
+    if ckpt is not None:
+        try:
+            model = cls.load(ckpt, env=venv, device=cfg.device)
+        except Exception as err:  # SB3 raises several types for damaged zips
+            raise CheckpointError(f"{ckpt}: cannot load checkpoint ({type(err).__name__})") from None
+        buffer = ckpt.with_name(ckpt.name.replace("model_", "replay_buffer_").replace(".zip", ".pkl"))
+        if hasattr(model, "load_replay_buffer") and buffer.exists():
+            model.load_replay_buffer(buffer)
+    else:
+        model = build_model(cfg, venv, run / "tb")
+    remaining = cfg.timesteps - model.num_timesteps
+    if remaining <= 0:
+        return run
+    every = max(1, cfg.checkpoint_freq // cfg.n_envs)
+    callbacks = [CheckpointCallback(every, str(run / "checkpoints"), name_prefix="model",
+                                    save_replay_buffer=hasattr(model, "replay_buffer"))]  # fmt: skip
+    callbacks.append(_eval_callback(cfg, run))
+    model.learn(remaining, callback=CallbackList(callbacks), progress_bar=progress,
+                reset_num_timesteps=ckpt is None, tb_log_name="run")  # fmt: skip
+    model.save(run / "final_model")
+    return run
+
+
+def _eval_callback(cfg: TrainConfig, run: Path):
+    """Periodic evaluation on held-out seeds that keeps the best model."""
+    eval_env = make_vec_env(cfg, min(cfg.eval_episodes, 64), 10_000_019)
+    every = max(1, cfg.eval_freq // cfg.n_envs)
+    if cfg.algo == "maskable-ppo":
+        from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback as EvalCallback
+    else:
+        from stable_baselines3.common.callbacks import EvalCallback
+    return EvalCallback(eval_env, n_eval_episodes=cfg.eval_episodes, eval_freq=every, best_model_save_path=str(run),
+                        log_path=str(run), deterministic=True, verbose=0)  # fmt: skip
+
+
+def load_agent(run: str | Path, which: str = "best"):
+    """The trained model of a run folder (``best`` evaluation model, else the final one) and its config."""
+    run = Path(run)
+    try:
+        cfg = TrainConfig(**json.loads((run / "config.json").read_text()))
+    except (OSError, ValueError, TypeError) as err:
+        raise SeqrecError(f"{run}: not a seqrec run folder (config.json: {err})") from None
+    path = run / "best_model.zip" if which == "best" and (run / "best_model.zip").exists() else run / "final_model.zip"
+    if not path.exists():
+        path = latest_checkpoint(run) or path
+    try:
+        model = algorithm_class(cfg.algo).load(path, device=cfg.device)
+    except Exception as err:
+        raise CheckpointError(f"{path}: cannot load the trained model ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+    return model, cfg
