@@ -82,9 +82,9 @@ __all__ = [
     "check_ope_inputs",
 ]
 
-#: Bootstrap resamples are drawn in chunks of about this many indices, bounding memory
-#: (int32 indices plus one float64 gather per term: ~100 MB at this size).
-_BOOTSTRAP_CHUNK_ELEMENTS = 2**23
+#: Bootstrap resamples are drawn in blocks of about this many indices: int32 indices plus
+#: one gathered copy, ~12 MB, which bounds memory and is faster than larger blocks.
+_BOOTSTRAP_CHUNK_ELEMENTS = 2**20
 
 
 # ----------------------------------------------------------------------------------------
@@ -222,7 +222,7 @@ def check_ope_inputs(
         bad_mask = ~((ps > 0) & (ps <= 1))  # also catches NaN
         if bad_mask.any():
             bad = int(np.flatnonzero(bad_mask)[0])
-            raise SeqrecError(f"pscore must be in (0, 1]; round {bad} is {ps[bad]!r}")
+            raise SeqrecError(f"pscore must be in (0, 1]; round {bad} is {ps[bad].item()!r}")
 
     if "action_dist" in out:
         ad = out["action_dist"]
@@ -237,7 +237,8 @@ def check_ope_inputs(
         if off.any():
             bad = int(np.flatnonzero(off)[0])
             raise SeqrecError(
-                f"action_dist rows must sum to 1 over the action axis (atol {atol:g}); round {bad} sums to {sums[bad]:.6g}"
+                f"action_dist rows must sum to 1 over the action axis (atol {atol:g}); "
+                f"round {bad} sums to {sums[bad]:.6g}"
             )
 
     if "estimated_rewards_by_reg_model" in out:
@@ -401,13 +402,15 @@ def _bootstrap_means(terms: list[np.ndarray], n_samples: int, rng: np.random.Gen
     n = terms[0].shape[0]
     index_dtype = np.int32 if n < 2**31 else np.int64
     chunk = max(1, min(n_samples, _BOOTSTRAP_CHUNK_ELEMENTS // n))
-    means = [np.empty(n_samples) for _ in terms]
+    # A ratio's two terms travel as one complex array: one random access per index, not two.
+    packed = [terms[0] + 1j * terms[1]] if len(terms) == 2 else terms
+    means = [np.empty(n_samples, dtype=t.dtype) for t in packed]
     for start in range(0, n_samples, chunk):
         stop = min(start + chunk, n_samples)
         idx = rng.integers(0, n, size=(stop - start, n), dtype=index_dtype)
-        for term, out in zip(terms, means):
+        for term, out in zip(packed, means):
             out[start:stop] = term[idx].mean(axis=1)
-    return means
+    return [means[0].real, means[0].imag] if len(terms) == 2 else means
 
 
 def _importance_weights(action: np.ndarray, pscore: np.ndarray, action_dist: np.ndarray) -> np.ndarray:
