@@ -117,6 +117,18 @@ class BatchedSessions:
             self.state.replace_rows(torch.from_numpy(rows), fresh)
         self._refresh(rows)
 
+    def start_from(self, users: np.ndarray, history: np.ndarray, behaviours: np.ndarray) -> None:
+        """Put every slot at a given logged state (offline evaluation of policies on logs).
+
+        :param users: (B,) user indices; ``history``/``behaviours``: (B, L) left-padded with -1.
+        """
+        if len(users) != self.n:
+            raise SeqrecError(f"start_from got {len(users)} users for {self.n} slots")
+        self.t[:] = 0
+        self.state = self.simulator.initial_state(torch.as_tensor(users, dtype=torch.long), torch.as_tensor(history, dtype=torch.long),
+                                                  torch.as_tensor(behaviours, dtype=torch.long))  # fmt: skip
+        self._refresh(np.arange(self.n))
+
     def _refresh(self, rows: np.ndarray) -> None:
         """Recompute the encoder state (and candidates) of ``rows``: one batched call."""
         if len(rows) == 0:
@@ -176,7 +188,8 @@ class BatchedSessions:
             raise SeqrecError("Call reset before using step method.")
         items = self.recommended_items(actions)
         self.t += 1
-        noise = torch.from_numpy(uniforms(derive(self.keys, 1), self.t, 8).astype(np.float32))
+        width = items.shape[1] if items.dim() == 2 else 1
+        noise = torch.from_numpy(uniforms(derive(self.keys, 1), self.t, width + 2).astype(np.float32))
         result = self.simulator.step(self.state, items, noise=noise)
         self.state = result.state
         clicks = result.clicks.float()
