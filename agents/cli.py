@@ -15,6 +15,7 @@ import typer
 from seqrec.agents.commands import evaluate_command, prepare_command, train_command
 from seqrec.data.cli import app as data_app
 from seqrec.data.errors import SeqrecError
+from seqrec.encoders.cli import app as encoder_app, pretrain_command
 
 app = typer.Typer(
     name="seqrec",
@@ -24,45 +25,34 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(data_app, name="data")
+app.command("pretrain")(pretrain_command)
+app.add_typer(encoder_app, name="encoder")
 app.command("prepare")(prepare_command)
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 
-_STATE = {"debug": False}
-
-
 @app.callback()
 def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")) -> None:
-    """seqrec: sequential recommendation environments and agents."""
-    _STATE["debug"] = debug
+    """seqrec: sequential recommendation environments and agents (--debug is read by main())."""
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``seqrec`` console script; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args
     try:
-        app(args=args, prog_name="seqrec", standalone_mode=False)
+        app(args=args, prog_name="seqrec", standalone_mode=True)
+    except SystemExit as exc:  # help, usage errors (2) and normal completion
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except (SeqrecError, ValueError, OSError, KeyError) as err:
-        if debug:
+        if "--debug" in args:
             raise
-        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        text = str(err).strip()
+        msg = text.splitlines()[0] if text else type(err).__name__
         print(f"seqrec: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("seqrec: interrupted", file=sys.stderr)
         return 130
-    except typer.Exit as exc:  # raised by --help and explicit exits
-        return exc.exit_code
-    except Exception as err:  # click usage errors and the like
-        import click
-
-        if isinstance(err, click.exceptions.ClickException):
-            err.show()
-            return err.exit_code
-        if isinstance(err, click.exceptions.Abort):
-            return 1
-        raise
     return 0
 
 
