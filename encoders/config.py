@@ -1,0 +1,129 @@
+"""Configuration dataclasses of the sequence encoder and of its pretraining.
+
+:class:`EncoderConfig` fixes the architecture (it is stored in every checkpoint and is
+enough to rebuild the network); :class:`PretrainConfig` fixes how it is fitted. Both are
+plain frozen dataclasses passed explicitly; only the CLI reads ``sys.argv``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Literal
+
+from seqrec.data.errors import SeqrecError
+
+EncoderKind = Literal["cnn", "gnn", "cnn+gnn"]
+FusionKind = Literal["stacked", "parallel"]
+ENCODER_KINDS: tuple[str, ...] = ("cnn", "gnn", "cnn+gnn")
+FUSION_KINDS: tuple[str, ...] = ("stacked", "parallel")
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Architecture of :class:`~seqrec.encoders.model.SequenceEncoder`."""
+
+    n_items: int
+    """Catalogue size; item ids are ``0 .. n_items-1`` (``-1`` pads)."""
+    dim: int = 64
+    """Embedding size and state size (the env's observation size)."""
+    max_len: int = 50
+    """Longest history read; longer inputs keep their last ``max_len`` items."""
+    encoder: EncoderKind = "cnn+gnn"
+    """Which branches run: ``cnn`` (Caser-style), ``gnn`` (SR-GNN-style) or both."""
+    fusion: FusionKind = "parallel"
+    """``cnn+gnn`` only. ``stacked``: causal-CNN features of every position become the GNN's
+    node features. ``parallel``: both branches read the item embeddings, then a gate mixes them."""
+    cnn_window: int = 5
+    """Caser window L: the CNN reads the last ``cnn_window`` items (``stacked``: kernel heights 1..L)."""
+    n_horizontal: int = 16
+    """Caser horizontal filters per height (heights 1 .. ``cnn_window``)."""
+    n_vertical: int = 4
+    """Caser vertical filters (each a weighted sum of the window's embeddings)."""
+    gnn_steps: int = 1
+    """Gated graph propagation steps (SR-GNN uses 1)."""
+    gnn_len: int = 50
+    """The GNN reads the last ``gnn_len`` items (≤ ``max_len``); fewer is faster."""
+    dropout: float = 0.3
+    """Dropout on the input embeddings and on the fused state."""
+    n_behaviours: int = 0
+    """Behaviour types with an embedding added to the item embedding (0 = ignore behaviours)."""
+    n_item_features: int = 0
+    """Width of item side features (e.g. 19 MovieLens genres) projected into the embedding; 0 = none."""
+    positional: bool = True
+    """Add learned recency-position embeddings to the GNN readout's attention (position-aware readout)."""
+
+    def __post_init__(self) -> None:
+        if self.n_items < 1:
+            raise SeqrecError(f"n_items must be >= 1, not {self.n_items}")
+        if self.encoder not in ENCODER_KINDS:
+            raise SeqrecError(f"encoder must be one of {', '.join(ENCODER_KINDS)}, not {self.encoder!r}")
+        if self.fusion not in FUSION_KINDS:
+            raise SeqrecError(f"fusion must be stacked or parallel, not {self.fusion!r}")
+        if self.dim < 1 or self.max_len < 1:
+            raise SeqrecError(f"dim and max_len must be >= 1 (got dim={self.dim}, max_len={self.max_len})")
+        if not 1 <= self.cnn_window <= self.max_len:
+            raise SeqrecError(f"cnn_window must be in 1..max_len={self.max_len}, not {self.cnn_window}")
+        if not 1 <= self.gnn_len <= self.max_len:
+            raise SeqrecError(f"gnn_len must be in 1..max_len={self.max_len}, not {self.gnn_len} (lower --gnn-len or raise --max-len)")
+        if self.gnn_steps < 1 or self.n_horizontal < 1 or self.n_vertical < 0:
+            raise SeqrecError("gnn_steps and n_horizontal must be >= 1 and n_vertical >= 0")
+        if not 0.0 <= self.dropout < 1.0:
+            raise SeqrecError(f"dropout must be in [0, 1), not {self.dropout}")
+        if self.n_behaviours < 0 or self.n_item_features < 0:
+            raise SeqrecError("n_behaviours and n_item_features must be >= 0")
+
+    @property
+    def uses_cnn(self) -> bool:
+        return self.encoder in ("cnn", "cnn+gnn")
+
+    @property
+    def uses_gnn(self) -> bool:
+        return self.encoder in ("gnn", "cnn+gnn")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "EncoderConfig":
+        """Rebuild from :meth:`to_dict`; unknown keys are an error naming them."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise SeqrecError(f"unknown encoder config keys: {', '.join(unknown)}")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """How :func:`~seqrec.encoders.train.pretrain` fits the encoder (next-item prediction)."""
+
+    epochs: int = 40
+    """Upper bound on epochs (early stopping usually ends sooner)."""
+    batch_size: int = 512
+    """Training targets per step (every train target with its history is one example)."""
+    lr: float = 2e-3
+    """AdamW learning rate."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay (decoupled)."""
+    patience: int = 5
+    """Stop after this many epochs without a better validation NDCG@10."""
+    seed: int = 0
+    """Seeds parameter init, shuffling and dropout; the same seed and threads give the same model."""
+    threads: int = 1
+    """``torch.set_num_threads`` during training (timings in the benchmarks use 1)."""
+    eval_batch_size: int = 1024
+    """Histories scored per step in validation / test."""
+    max_seconds: float | None = None
+    """Optional wall-clock budget; training stops after the epoch that crosses it."""
+    progress: bool = True
+    """Show a tqdm progress bar."""
+    tensorboard: bool = True
+    """Write TensorBoard scalars under ``out_dir/tb``."""
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
+            raise SeqrecError("epochs, batch_size and eval_batch_size must be >= 1")
+        if self.lr <= 0 or self.weight_decay < 0:
+            raise SeqrecError(f"lr must be > 0 and weight_decay >= 0 (got lr={self.lr}, weight_decay={self.weight_decay})")
+        if self.patience < 1 or self.threads < 1:
+            raise SeqrecError("patience and threads must be >= 1")

@@ -1,0 +1,53 @@
+r"""Full-ranking metrics: every catalogue item is a candidate, nothing is sampled or masked.
+
+For a target item with score :math:`s_y` among scores :math:`s_1..s_n`, its rank is
+:math:`r = 1 + |\{j : s_j > s_y\}|` (ties resolved in the target's favour; with float
+scores they practically never occur). Then, averaged over targets:
+
+.. math::
+    \mathrm{HR@K} = [r \le K], \quad \mathrm{NDCG@K} = \frac{[r \le K]}{\log_2(r + 1)},
+    \quad \mathrm{MRR@K} = \frac{[r \le K]}{r}
+
+(one relevant item per target, so the ideal DCG is 1). These are RecBole's definitions
+for leave-one-out evaluation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+METRIC_NAMES: tuple[str, ...] = ("hr@10", "ndcg@10", "mrr@10", "hr@20", "ndcg@20")
+
+
+def target_ranks(scores: Tensor, targets: Tensor) -> Tensor:
+    """1-based rank of each target among all items.
+
+    :param scores: shape (B, n_items).
+    :param targets: item ids, shape (B,).
+    :return: ranks, shape (B,) int64.
+    """
+    target_scores = scores.gather(1, targets.long().unsqueeze(1))
+    return (scores > target_scores).sum(dim=1) + 1
+
+
+def ranking_metrics(ranks: Tensor | np.ndarray, names: tuple[str, ...] = METRIC_NAMES) -> dict[str, float]:
+    """Mean HR / NDCG / MRR at the cut-offs in ``names`` (``"hr@10"`` …) from 1-based ranks."""
+    r = torch.as_tensor(ranks, dtype=torch.float64)
+    if r.numel() == 0:
+        raise ValueError("no ranks to average (empty evaluation split)")
+    out: dict[str, float] = {}
+    for name in names:
+        kind, _, k = name.partition("@")
+        hit = r <= int(k)
+        if kind == "hr":
+            value = hit.double()
+        elif kind == "ndcg":
+            value = hit / torch.log2(r + 1)
+        elif kind == "mrr":
+            value = hit / r
+        else:
+            raise ValueError(f"unknown metric {name!r}; expected hr@K, ndcg@K or mrr@K")
+        out[name] = float(value.mean())
+    return out

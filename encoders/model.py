@@ -1,0 +1,239 @@
+"""The sequence encoder: history of item ids (and behaviours) -> one state vector.
+
+:class:`SequenceEncoder` combines the Caser-style CNN branch (:mod:`seqrec.encoders.cnn`)
+and the SR-GNN-style GNN branch (:mod:`seqrec.encoders.gnn`) as ``EncoderConfig.encoder``
+and ``EncoderConfig.fusion`` select:
+
+=============  ==========  ==============================================================
+encoder        fusion      state
+=============  ==========  ==============================================================
+``cnn``        –           Caser over the last ``cnn_window`` items
+``gnn``        –           SR-GNN over the last ``gnn_len`` items (graph + readout)
+``cnn+gnn``    parallel    both on the item embeddings; a learned gate mixes the two vectors
+``cnn+gnn``    stacked     causal Caser features of every position are the GNN's node features
+=============  ==========  ==============================================================
+
+Item embeddings are shared by input and output (tied): ``scores(state)`` are the logits
+``state @ item_embeddings().T + bias`` over the whole catalogue.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from seqrec.data.errors import CheckpointError
+from seqrec.data.sequences import PAD
+from seqrec.encoders.cnn import CaserConv, CausalCaserConv
+from seqrec.encoders.config import EncoderConfig
+from seqrec.encoders.gnn import SessionGatedConv, SessionReadout
+from seqrec.encoders.graph import build_session_graph
+
+CHECKPOINT_FORMAT = 1
+"""Version of the checkpoint layout written by :meth:`SequenceEncoder.save`."""
+
+
+def fit_length(x: Tensor, length: int) -> Tensor:
+    """Left-pad with PAD or keep the last ``length`` columns: (B, L) -> (B, length)."""
+    if x.shape[1] >= length:
+        return x[:, x.shape[1] - length :]
+    return F.pad(x, (length - x.shape[1], 0), value=PAD)
+
+
+class SequenceEncoder(nn.Module):
+    """CNN + GNN sequence encoder (see the module docstring).
+
+    :param config: the architecture; ``config.dim`` is the state size.
+
+    Shapes: ``forward(items (B, L), behaviours (B, L) | None) -> (B, dim)`` for any
+    ``L`` (inputs are left-padded with -1 or cut to their last ``max_len`` columns);
+    ``scores(state (B, dim)) -> (B, n_items)``.
+    """
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__()
+        self.config = config
+        self.dataset_key: str | None = None  # set by load(); pretrain saves seq.meta["key"]
+        d = config.dim
+        self.item_embedding = nn.Embedding(config.n_items + 1, d, padding_idx=0)  # row 0 = PAD
+        self.item_bias = nn.Parameter(torch.zeros(config.n_items))
+        if config.n_item_features:
+            self.register_buffer("item_features", torch.zeros(config.n_items, config.n_item_features))
+            self.feature_projection = nn.Linear(config.n_item_features, d, bias=False)
+        self.behaviour_embedding = nn.Embedding(config.n_behaviours + 1, d, padding_idx=0) if config.n_behaviours else None
+        self.input_dropout = nn.Dropout(config.dropout)
+        stacked = config.encoder == "cnn+gnn" and config.fusion == "stacked"
+        self.cnn: nn.Module | None = None
+        if stacked:
+            self.cnn = CausalCaserConv(d, config.cnn_window, config.n_horizontal, config.n_vertical, config.dropout)
+        elif config.uses_cnn:
+            self.cnn = CaserConv(d, config.cnn_window, config.n_horizontal, config.n_vertical, config.dropout)
+        if config.uses_gnn:
+            self.gnn = SessionGatedConv(d, config.gnn_steps)
+            self.readout = SessionReadout(d, config.gnn_len, config.positional)
+        self.gate = nn.Linear(2 * d, d) if config.encoder == "cnn+gnn" and not stacked else None
+        self.state_dropout = nn.Dropout(config.dropout)
+        self._read_len = max(config.cnn_window if config.uses_cnn else 1, config.gnn_len if config.uses_gnn else 1)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.item_embedding.weight, std=self.config.dim**-0.5)
+        with torch.no_grad():
+            self.item_embedding.weight[0].zero_()
+        nn.init.zeros_(self.item_bias)
+        if self.behaviour_embedding is not None:
+            nn.init.normal_(self.behaviour_embedding.weight, std=0.02)
+            with torch.no_grad():
+                self.behaviour_embedding.weight[0].zero_()
+
+    # ------------------------------------------------------------------ item tables
+    def _item_table(self) -> Tensor:
+        """Input/output item vectors with the PAD row first, shape (n_items + 1, dim)."""
+        table = self.item_embedding.weight
+        if self.config.n_item_features:
+            table = table + F.pad(self.feature_projection(self.item_features), (0, 0, 1, 0))
+        return table
+
+    def item_embeddings(self) -> Tensor:
+        """Output item embeddings used for scoring, shape (n_items, dim)."""
+        return self._item_table()[1:]
+
+    def scores(self, state: Tensor) -> Tensor:
+        """Next-item logits over the full catalogue: (B, dim) -> (B, n_items)."""
+        return state @ self.item_embeddings().T + self.item_bias
+
+    def set_item_features(self, features: Tensor) -> None:
+        """Copy item side features, shape (n_items, n_item_features), into the model."""
+        if not self.config.n_item_features:
+            raise ValueError("this encoder was built with n_item_features=0")
+        self.item_features.copy_(torch.as_tensor(features, dtype=torch.float32))
+
+    # ------------------------------------------------------------------ encoding
+    def forward(self, items: Tensor, behaviours: Tensor | None = None) -> Tensor:
+        """Encode histories into states.
+
+        :param items: item ids, shape (B, L), left-padded with -1 (most recent item last).
+        :param behaviours: behaviour codes, shape (B, L), -1 at padding; ignored unless
+            ``config.n_behaviours > 0``.
+        :return: states, shape (B, config.dim).
+        """
+        if items.dim() != 2:
+            raise ValueError(f"items must have shape (B, L), got {tuple(items.shape)}")
+        cfg = self.config
+        items = fit_length(items.long(), cfg.max_len)[:, -self._read_len :]  # only the columns a branch reads
+        # input dropout on the item table (n_items x d values, not B x L x d: CPU RNG is slow);
+        # every occurrence of an item in the batch shares its mask. Outputs use the clean table.
+        table = self.input_dropout(self._item_table())
+        mask = items != PAD
+        emb = F.embedding(items + 1, table) * mask.unsqueeze(-1)  # (B, L, d), zeros at PAD
+        per_position = False
+        if self.behaviour_embedding is not None and behaviours is not None:
+            codes = fit_length(behaviours.long(), cfg.max_len)[:, -self._read_len :].clamp(min=-1, max=cfg.n_behaviours - 1)
+            emb = emb + self.behaviour_embedding(torch.where(mask, codes + 1, 0))
+            per_position = True
+
+        if cfg.encoder == "cnn":
+            state = self.cnn(emb[:, -cfg.cnn_window :])
+        elif cfg.encoder == "gnn":
+            state = self._graph_state(items, emb if per_position else table)
+        elif self.gate is None:  # stacked: per-position Caser features -> node features
+            state = self._graph_state(items, self.cnn(emb[:, -cfg.gnn_len :]) * mask[:, -cfg.gnn_len :].unsqueeze(-1))
+        else:  # parallel: both branches on the embeddings, gated mix
+            conv = self.cnn(emb[:, -cfg.cnn_window :])
+            graph = self._graph_state(items, emb if per_position else table)
+            z = torch.sigmoid(self.gate(torch.cat([conv, graph], dim=-1)))
+            state = z * conv + (1 - z) * graph
+        return self.state_dropout(state)
+
+    def _graph_state(self, items: Tensor, features: Tensor) -> Tensor:
+        """GNN branch on the last ``gnn_len`` items -> (B, d).
+
+        :param items: (B, L) ids, PAD = -1.
+        :param features: node inputs: either per-position features (B, L', d), of which the
+            last ``gnn_len`` are used, or an item table (n_items + 1, d) with the PAD row first.
+        """
+        n = self.config.gnn_len
+        items = items[:, -n:]
+        graph = build_session_graph(items)
+        pos = graph.position_node
+        mask = pos >= 0
+        if features.dim() == 2:  # an item table: the node's item vector
+            x = features[graph.node_item + 1]
+        else:  # node features: mean of the features at the node's positions (repeats share a node)
+            features = features[:, -n:]
+            flat = pos[mask]
+            counts = torch.bincount(flat, minlength=graph.num_nodes).clamp(min=1).unsqueeze(-1)
+            x = features.new_zeros(graph.num_nodes, features.shape[-1]).index_add_(0, flat, features[mask]) / counts
+        h = self.gnn(x, graph.edge_index, graph.weight_in, graph.weight_out)
+        h = F.pad(h, (0, 0, 1, 0))  # row 0 = empty position / empty sequence
+        h_pos = h[pos + 1]  # (B, L, d), zeros at padding
+        h_last = h[graph.last_node + 1]
+        return self.readout(h_pos, mask, h_last)
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, path: str | Path, dataset_key: str | None = None) -> Path:
+        """Write the checkpoint atomically (temp file in the same folder, then rename).
+
+        Holds the format version, the config, ``dataset_key`` (``seq.meta["key"]`` of the
+        training data) and the weights.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "format": CHECKPOINT_FORMAT,
+            "kind": "seqrec.encoders.SequenceEncoder",
+            "config": self.config.to_dict(),
+            "dataset_key": dataset_key,
+            "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
+        }
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                torch.save(payload, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, dataset_key: str | None = None, map_location: str | torch.device = "cpu") -> "SequenceEncoder":
+        """Restore a checkpoint written by :meth:`save`.
+
+        :param dataset_key: when given, the checkpoint must have been trained on the dataset
+            with this key (``seq.meta["key"]``).
+        :raises CheckpointError: (one line) the file is missing, truncated or corrupted, of
+            another format version, or made for another dataset.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: encoder checkpoint not found")
+        try:
+            payload = torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as err:  # truncated zip, bad pickle, …
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise CheckpointError(f"{path}: encoder checkpoint is truncated or corrupted ({reason})") from None
+        if not isinstance(payload, dict) or payload.get("kind") != "seqrec.encoders.SequenceEncoder":
+            raise CheckpointError(f"{path}: not a seqrec encoder checkpoint")
+        if payload.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"{path}: checkpoint format {payload.get('format')!r}, this seqrec reads format {CHECKPOINT_FORMAT}")
+        if dataset_key is not None and payload.get("dataset_key") != dataset_key:
+            raise CheckpointError(
+                f"{path}: encoder was trained on dataset {payload.get('dataset_key')!r}, not on {dataset_key!r} (pretrain it on this data)"
+            )
+        try:
+            model = cls(EncoderConfig.from_dict(payload["config"]))
+            model.load_state_dict(payload["state_dict"])
+        except (KeyError, RuntimeError, TypeError, ValueError) as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise CheckpointError(f"{path}: encoder checkpoint does not match its config ({reason})") from None
+        model.dataset_key = payload.get("dataset_key")
+        model.eval()
+        return model

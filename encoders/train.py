@@ -1,0 +1,226 @@
+"""Next-item pretraining and full-ranking evaluation of the sequence encoder.
+
+Training examples are *every* train target with its history (the prefix augmentation of
+RecBole's sequential protocol): the target event at flat position ``p`` (split ``train``,
+not a user's first event) is predicted from the ``max_len`` events before it. The loss is
+the cross-entropy of the target over the full catalogue (softmax over all items, no
+sampled negatives); AdamW fits it; validation NDCG@10 (targets of split ``valid``, with
+their whole past as history) decides early stopping, and the best epoch's weights are kept
+and scored on the ``test`` targets.
+
+Reads top to bottom: seeding → data → model → loop → checkpoint and ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from seqrec.data.errors import SeqrecError
+from seqrec.data.sequences import SequenceData
+from seqrec.encoders.config import EncoderConfig, PretrainConfig
+from seqrec.encoders.metrics import METRIC_NAMES, ranking_metrics, target_ranks
+from seqrec.encoders.model import SequenceEncoder
+
+CHECKPOINT_NAME = "encoder.pt"
+METRICS_NAME = "metrics.json"
+
+
+def split_examples(seq: SequenceData, split: str, max_len: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Histories and targets of a split: ``(items (n, max_len), behaviours (n, max_len), targets (n,))``."""
+    positions = seq.positions(split)
+    items, behaviours = seq.histories(positions, max_len)
+    return torch.from_numpy(items), torch.from_numpy(behaviours.astype(np.int64)), torch.from_numpy(seq.items[positions])
+
+
+@torch.no_grad()
+def evaluate(encoder: SequenceEncoder, seq: SequenceData, split: str = "test", batch_size: int = 1024) -> dict[str, float]:
+    """Full-catalogue ranking metrics of ``encoder`` on the targets of ``split``.
+
+    Every item is a candidate (nothing excluded but padding). Returns ``hr@10``,
+    ``ndcg@10``, ``mrr@10``, ``hr@20``, ``ndcg@20`` and ``n`` (number of targets).
+    """
+    if encoder.config.n_items != seq.n_items:
+        raise SeqrecError(f"encoder scores {encoder.config.n_items} items but the data has {seq.n_items}")
+    items, behaviours, targets = split_examples(seq, split, encoder.config.max_len)
+    was_training = encoder.training
+    encoder.eval()
+    ranks = []
+    for start in range(0, len(targets), batch_size):
+        sl = slice(start, start + batch_size)
+        state = encoder(items[sl], behaviours[sl])
+        ranks.append(target_ranks(encoder.scores(state), targets[sl]))
+    encoder.train(was_training)
+    out = ranking_metrics(torch.cat(ranks))
+    out["n"] = int(len(targets))
+    return out
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed python, numpy and torch; returns the generator that orders the batches."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def build_encoder(seq: SequenceData, config: EncoderConfig) -> SequenceEncoder:
+    """A fresh encoder for ``seq`` with its item side features copied in (when configured)."""
+    if config.n_items != seq.n_items:
+        raise SeqrecError(f"config.n_items={config.n_items} but the data has {seq.n_items} items")
+    encoder = SequenceEncoder(config)
+    if config.n_item_features:
+        if seq.item_features is None or seq.item_features.shape[1] != config.n_item_features:
+            have = 0 if seq.item_features is None else seq.item_features.shape[1]
+            raise SeqrecError(f"config.n_item_features={config.n_item_features} but the data has {have} item features")
+        encoder.set_item_features(torch.from_numpy(np.asarray(seq.item_features, np.float32)))
+    return encoder
+
+
+def pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, out_dir: Path) -> dict:
+    """Fit ``config``'s encoder on ``seq`` by next-item prediction; write checkpoint and metrics.
+
+    Writes into ``out_dir``: ``encoder.pt`` (atomic, versioned, best-validation weights),
+    ``metrics.json`` (best valid and test metrics, timings, per-epoch history, configs) and
+    TensorBoard scalars under ``tb/`` (when ``train.tensorboard``).
+
+    :return: the dict written to ``metrics.json``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(train.threads)
+    try:
+        return _pretrain(seq, config, train, out_dir)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, out_dir: Path) -> dict:
+    # SEEDING
+    generator = seed_everything(train.seed)
+
+    # DATA: every train target with its last max_len events
+    items, behaviours, targets = split_examples(seq, "train", config.max_len)
+    if len(targets) == 0:
+        raise SeqrecError("no train targets with history (every user needs >= 2 train events)")
+    n_batches = (len(targets) + train.batch_size - 1) // train.batch_size
+
+    # MODEL
+    encoder = build_encoder(seq, config)
+    optimizer = torch.optim.AdamW(encoder.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    writer = _summary_writer(out_dir, config, train) if train.tensorboard else None
+    progress = _progress(train.epochs * n_batches, train.progress)
+
+    # LOOP
+    history: list[dict] = []
+    initial = evaluate(encoder, seq, "valid", train.eval_batch_size)
+    best = {"epoch": 0, "valid": initial, "state": _copy_state(encoder), "elapsed": 0.0}
+    bad_epochs, train_seconds = 0, 0.0
+    start = time.perf_counter()
+    for epoch in range(1, train.epochs + 1):
+        encoder.train()
+        t0 = time.perf_counter()
+        order = torch.randperm(len(targets), generator=generator)
+        total = 0.0
+        for b in range(n_batches):
+            idx = order[b * train.batch_size : (b + 1) * train.batch_size]
+            logits = encoder.scores(encoder(items[idx], behaviours[idx]))
+            loss = F.cross_entropy(logits, targets[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.detach().item() * len(idx)
+            progress.update(1)
+        train_seconds += time.perf_counter() - t0
+        valid = evaluate(encoder, seq, "valid", train.eval_batch_size)
+        elapsed = time.perf_counter() - start
+        row = {"epoch": epoch, "loss": total / len(targets), "valid": valid, "epoch_seconds": time.perf_counter() - t0, "elapsed_s": elapsed}
+        history.append(row)
+        progress.set_postfix(epoch=epoch, loss=f"{row['loss']:.3f}", ndcg10=f"{valid['ndcg@10']:.4f}", best=best["epoch"])
+        if writer is not None:
+            writer.add_scalar("train/loss", row["loss"], epoch)
+            writer.add_scalar("time/epoch_seconds", row["epoch_seconds"], epoch)
+            for name in METRIC_NAMES:
+                writer.add_scalar(f"valid/{name}", valid[name], epoch)
+        if valid["ndcg@10"] > best["valid"]["ndcg@10"]:
+            best = {"epoch": epoch, "valid": valid, "state": _copy_state(encoder), "elapsed": elapsed}
+            bad_epochs = 0
+        else:
+            bad_epochs += 1
+        if bad_epochs >= train.patience or (train.max_seconds is not None and elapsed >= train.max_seconds):
+            break
+    progress.close()
+
+    # RESULTS
+    encoder.load_state_dict(best["state"])
+    encoder.eval()
+    test = evaluate(encoder, seq, "test", train.eval_batch_size)
+    dataset_key = seq.meta.get("key")
+    checkpoint = encoder.save(out_dir / CHECKPOINT_NAME, dataset_key=dataset_key)
+    n_epochs = len(history)
+    metrics = {
+        "test": test,
+        "valid": best["valid"],
+        "initial_valid": initial,
+        "best_epoch": best["epoch"],
+        "epochs": n_epochs,
+        "seconds_per_epoch": round(sum(r["epoch_seconds"] for r in history) / max(n_epochs, 1), 3),
+        "train_seconds_per_epoch": round(train_seconds / max(n_epochs, 1), 3),
+        "time_to_best_s": round(best["elapsed"], 3),
+        "total_seconds": round(time.perf_counter() - start, 3),
+        "threads": train.threads,
+        "n_train_examples": int(len(targets)),
+        "n_parameters": int(sum(p.numel() for p in encoder.parameters())),
+        "dataset_key": dataset_key,
+        "checkpoint": str(checkpoint),
+        "encoder_config": config.to_dict(),
+        "pretrain_config": asdict(train),
+        "history": history,
+    }
+    if writer is not None:
+        for name in METRIC_NAMES:
+            writer.add_scalar(f"test/{name}", test[name], best["epoch"])
+        writer.close()
+    write_json_atomic(out_dir / METRICS_NAME, metrics)
+    return metrics
+
+
+def write_json_atomic(path: Path, obj: dict) -> None:
+    """Write ``obj`` as JSON via a temp file in the same folder and ``os.replace``."""
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _copy_state(model: torch.nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _summary_writer(out_dir: Path, config: EncoderConfig, train: PretrainConfig):
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(out_dir / "tb"))
+    table = "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in {**config.to_dict(), **asdict(train)}.items())
+    writer.add_text("hyperparameters", table)
+    return writer
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="pretrain", unit="batch", disable=not enabled, dynamic_ncols=True)
