@@ -21,12 +21,12 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from filelock import FileLock
 
-from seqrec.data.errors import CheckpointError, SeqrecError
+from seqrec.data.errors import CheckpointError
 from seqrec.data.prepare import cache_root, prepare_dataset
 from seqrec.data.preprocess import PrepConfig
 from seqrec.data.sequences import SequenceData
@@ -108,12 +108,10 @@ def build_bundle(data: str | Path, out: str | Path, config: BuildConfig = BuildC
     try:
         seq.save(_mkdir(tmp / "dataset"))
         enc_cfg = EncoderConfig(**{"n_items": seq.n_items, **_feature_defaults(seq), **config.encoder})
-        enc_metrics = pretrain(seq, enc_cfg, config.pretrain, tmp, progress=progress)
-        if (tmp / "encoder.pt").exists() is False:
-            raise SeqrecError("pretraining wrote no encoder.pt")
-        simulator = fit_simulator(seq, config.simulator, tmp, progress=progress)
-        truth = _truth_for(Path(data))
-        fidelity = fidelity_report(simulator, seq, tmp, truth=truth)
+        enc_metrics = pretrain(seq, enc_cfg, replace(config.pretrain, progress=progress), tmp)
+        os.replace(tmp / "metrics.json", tmp / "encoder_metrics.json")
+        simulator = fit_simulator(seq, config.simulator, tmp)
+        fidelity = fidelity_report(simulator, seq, tmp, truth=_truth_for(Path(data)))
         meta = {
             "format": BUNDLE_FORMAT, "source": str(data), "dataset_key": seq.meta["key"], "n_users": seq.n_users,
             "n_items": seq.n_items, "behaviours": seq.behaviour_names, "encoder_config": enc_cfg.to_dict(),

@@ -94,7 +94,8 @@ class BatchedSessions:
         unknown = sorted(set(weights) - {"click", *names})
         if unknown:
             raise SeqrecError(f"reward_weights: unknown behaviour(s) {unknown}; this dataset has click, {', '.join(names)}")
-        per_behaviour = torch.tensor([float(weights.get(b, 0.0)) for b in names] + [0.0])  # last = no behaviour (-1)
+        # "click" is paid once through the click term, even where it is also a behaviour name
+        per_behaviour = torch.tensor([float(weights.get(b, 0.0)) if b != "click" else 0.0 for b in names] + [0.0])  # last: none (-1)
         return float(weights.get("click", 0.0)), per_behaviour
 
     # ------------------------------------------------------------------ reset
@@ -107,7 +108,7 @@ class BatchedSessions:
         self.t[rows] = 0
         u = uniforms(keys, 0, 1)[:, 0]
         users = np.minimum((u * self.seq.n_users).astype(np.int64), self.seq.n_users - 1)
-        hist, beh = self.seq.user_histories(users, self.max_len, upto=self.config.start)
+        hist, beh = self.seq.user_histories(users, self.simulator.max_history, upto=self.config.start)
         fresh = self.simulator.initial_state(torch.from_numpy(users), torch.from_numpy(hist), torch.from_numpy(beh.astype(np.int64)))
         if self.state is None:
             if len(rows) != self.n:
@@ -129,6 +130,17 @@ class BatchedSessions:
                                                   torch.as_tensor(behaviours, dtype=torch.long))  # fmt: skip
         self._refresh(np.arange(self.n))
 
+    def history(self, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The last ``max_len`` (encoder) history items and behaviours of ``rows``, (n, max_len)."""
+        items, beh = self.state.history, self.state.behaviours
+        if rows is not None:
+            items, beh = items[rows], beh[rows]
+        L = items.shape[1]
+        if L >= self.max_len:
+            return items[:, L - self.max_len :], beh[:, L - self.max_len :]
+        pad = torch.full((items.shape[0], self.max_len - L), -1, dtype=items.dtype)
+        return torch.cat([pad, items], 1), torch.cat([pad, beh], 1)
+
     def _refresh(self, rows: np.ndarray) -> None:
         """Recompute the encoder state (and candidates) of ``rows``: one batched call."""
         if len(rows) == 0:
@@ -136,7 +148,7 @@ class BatchedSessions:
         idx = torch.from_numpy(np.asarray(rows, np.int64))
         if self.config.obs_mode == "embedding" or self.index is not None:
             with torch.inference_mode():
-                emb = self.encoder(self.state.history[idx], self.state.behaviours[idx]).float()
+                emb = self.encoder(*self.history(idx)).float()
             self.emb[idx] = emb
             if self.index is not None:
                 self.candidates[idx] = self.index.search(emb, self.config.n_candidates)
@@ -154,8 +166,9 @@ class BatchedSessions:
         if cfg.obs_mode == "embedding":
             obs: dict[str, np.ndarray] = {"state": np.concatenate([self.emb.numpy(), feats], axis=1).astype(np.float32)}
         else:
-            items = self.state.history.numpy().astype(np.int64)
-            obs = {"items": items, "behaviours": self.state.behaviours.numpy().astype(np.int64),
+            hist, beh = self.history()
+            items = hist.numpy().astype(np.int64)
+            obs = {"items": items, "behaviours": beh.numpy().astype(np.int64),
                    "mask": (items >= 0).astype(np.int8), "session": feats}  # fmt: skip
         if cfg.action_mode == "candidates":
             obs["candidates"] = self.item_emb[self.candidates].numpy()

@@ -25,3 +25,18 @@ def ml100k_path() -> Path:
     if not (path / "u.data").exists():
         pytest.skip(f"MovieLens 100K not found at {path} (tests read it from ../shared/data; it is never committed)")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small bundle built end to end from a synthetic log (a few seconds)."""
+    from seqrec.data.synthetic import SynthConfig, write_synthetic
+    from seqrec.encoders.config import PretrainConfig
+    from seqrec.envs.bundle import BuildConfig, build_bundle
+    from seqrec.simulators.config import SimulatorConfig
+
+    root = tmp_path_factory.mktemp("tiny-bundle")
+    data = write_synthetic(root / "data", SynthConfig(n_users=150, n_items=60, seed=3))
+    cfg = BuildConfig(encoder={"dim": 16, "gnn_len": 20, "max_len": 20}, pretrain=PretrainConfig(epochs=2, tensorboard=False),
+                      simulator=SimulatorConfig(epochs=2, dim=16, max_history=20))  # fmt: skip
+    return build_bundle(data, root / "bundle", cfg, progress=False)
