@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from seqrec.data.errors import SeqrecError
+from seqrec.envs.rng import derive, uniforms
 from seqrec.envs.session import BatchedSessions
 
 BASELINES = ("random", "most-popular", "greedy", "linucb", "oracle")
@@ -66,16 +67,15 @@ def _ranked(scores: torch.Tensor, sessions: BatchedSessions, exclude_consumed: b
 
 @dataclass
 class RandomPolicy:
-    """Uniformly random items (seeded)."""
+    """Uniformly random items: counter-based draws keyed by each user's episode and step, so a
+    user meets the same random items whatever the batch size (``seed`` picks the stream)."""
 
     seed: int = 0
     name: str = "random"
 
-    def __post_init__(self) -> None:
-        self._g = torch.Generator().manual_seed(self.seed)
-
     def act(self, obs, sessions: BatchedSessions) -> np.ndarray:
-        return _to_action(_ranked(torch.rand(sessions.n, sessions.n_items, generator=self._g), sessions, False), sessions)
+        u = uniforms(derive(sessions.keys, 0x5EED, self.seed), sessions.t, sessions.n_items)
+        return _to_action(_ranked(torch.from_numpy(u), sessions, False), sessions)
 
     def update(self, sessions, actions, reward) -> None:
         pass
