@@ -15,6 +15,7 @@ import typer
 from seqrec.agents.commands import evaluate_command, prepare_command, train_command
 from seqrec.data.cli import app as data_app
 from seqrec.data.errors import SeqrecError
+from seqrec.simulators.cli import app as simulator_app
 from seqrec.encoders.cli import app as encoder_app, pretrain_command
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(data_app, name="data")
+app.add_typer(simulator_app, name="simulator")
 app.command("pretrain")(pretrain_command)
 app.add_typer(encoder_app, name="encoder")
 app.command("prepare")(prepare_command)

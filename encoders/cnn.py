@@ -125,17 +125,15 @@ class CausalCaserConv(nn.Module):
         window (int): window length ``L``.
         n_horizontal (int): horizontal filters per height.
         n_vertical (int): vertical filters (0 disables them).
-        dropout (float, optional): dropout on the convolution features. (default: :obj:`0.0`)
 
     Shapes:
         - **input:** :math:`(B, T, d)` embeddings of a whole history (padding rows zero)
         - **output:** :math:`(B, T, d)`
     """
 
-    def __init__(self, dim: int, window: int, n_horizontal: int, n_vertical: int, dropout: float = 0.0):
+    def __init__(self, dim: int, window: int, n_horizontal: int, n_vertical: int):
         super().__init__()
         self.filters = _CaserFilters(dim, window, n_horizontal, n_vertical)
-        self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(n_horizontal * window + n_vertical * dim, dim)
 
     def forward(self, e: Tensor) -> Tensor:
@@ -152,7 +150,7 @@ class CausalCaserConv(nn.Module):
             windows = padded.unfold(1, f.window, 1)  # (B, T, d, L)
             v = torch.einsum("vl,btdl->btvd", f.vertical_weight, windows) + f.vertical_bias[:, None]
             parts.insert(0, v.reshape(e.shape[0], length, -1))
-        return e + self.fc(self.dropout(torch.cat(parts, dim=-1)))
+        return e + self.fc(torch.cat(parts, dim=-1))
 
     def __repr__(self) -> str:
         f = self.filters

@@ -105,6 +105,9 @@ class PretrainConfig:
     """AdamW learning rate."""
     weight_decay: float = 1e-4
     """AdamW weight decay (decoupled)."""
+    ema_decay: float | None = 0.995
+    """Validate, test and save an exponential moving average of the weights (per step, this
+    decay; ~1/(1-decay) steps of memory); smoother than the raw weights. None: raw weights."""
     patience: int = 5
     """Stop after this many epochs without a better validation NDCG@10."""
     seed: int = 0
@@ -125,5 +128,7 @@ class PretrainConfig:
             raise SeqrecError("epochs, batch_size and eval_batch_size must be >= 1")
         if self.lr <= 0 or self.weight_decay < 0:
             raise SeqrecError(f"lr must be > 0 and weight_decay >= 0 (got lr={self.lr}, weight_decay={self.weight_decay})")
+        if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
+            raise SeqrecError(f"ema_decay must be in [0, 1) or None, not {self.ema_decay}")
         if self.patience < 1 or self.threads < 1:
             raise SeqrecError("patience and threads must be >= 1")

@@ -70,7 +70,7 @@ class SequenceEncoder(nn.Module):
         stacked = config.encoder == "cnn+gnn" and config.fusion == "stacked"
         self.cnn: nn.Module | None = None
         if stacked:
-            self.cnn = CausalCaserConv(d, config.cnn_window, config.n_horizontal, config.n_vertical, config.dropout)
+            self.cnn = CausalCaserConv(d, config.cnn_window, config.n_horizontal, config.n_vertical)
         elif config.uses_cnn:
             self.cnn = CaserConv(d, config.cnn_window, config.n_horizontal, config.n_vertical, config.dropout)
         if config.uses_gnn:
@@ -128,9 +128,12 @@ class SequenceEncoder(nn.Module):
         items = fit_length(items.long(), cfg.max_len)[:, -self._read_len :]  # only the columns a branch reads
         # input dropout on the item table (n_items x d values, not B x L x d: CPU RNG is slow);
         # every occurrence of an item in the batch shares its mask. Outputs use the clean table.
-        table = self.input_dropout(self._item_table())
+        EL = getattr(self, "_element_dropout", False)
+        table = self._item_table() if EL else self.input_dropout(self._item_table())
         mask = items != PAD
         emb = F.embedding(items + 1, table) * mask.unsqueeze(-1)  # (B, L, d), zeros at PAD
+        if EL:
+            emb = self.input_dropout(emb)
         per_position = False
         if self.behaviour_embedding is not None and behaviours is not None:
             codes = fit_length(behaviours.long(), cfg.max_len)[:, -self._read_len :].clamp(min=-1, max=cfg.n_behaviours - 1)

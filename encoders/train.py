@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from seqrec.data.errors import SeqrecError
 from seqrec.data.sequences import SequenceData
@@ -117,14 +118,20 @@ def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, o
 
     # MODEL
     encoder = build_encoder(seq, config)
+    with torch.no_grad():  # start the output bias at the log-popularity prior (centred)
+        log_pop = torch.log1p(torch.from_numpy(seq.item_popularity(("train",))).float())
+        encoder.item_bias.copy_(log_pop - log_pop.mean())
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    # the model that is validated, tested and saved: the EMA of the weights, or the weights
+    average = AveragedModel(encoder, multi_avg_fn=get_ema_multi_avg_fn(train.ema_decay), use_buffers=True) if train.ema_decay is not None else None
+    scored: SequenceEncoder = average.module if average is not None else encoder  # type: ignore[assignment]
     writer = _summary_writer(out_dir, config, train) if train.tensorboard else None
     progress = _progress(train.epochs * n_batches, train.progress)
 
     # LOOP
     history: list[dict] = []
-    initial = evaluate(encoder, seq, "valid", train.eval_batch_size)
-    best = {"epoch": 0, "valid": initial, "state": _copy_state(encoder), "elapsed": 0.0}
+    initial = evaluate(scored, seq, "valid", train.eval_batch_size)
+    best = {"epoch": 0, "valid": initial, "state": _copy_state(scored), "elapsed": 0.0}
     bad_epochs, train_seconds = 0, 0.0
     start = time.perf_counter()
     for epoch in range(1, train.epochs + 1):
@@ -139,10 +146,12 @@ def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, o
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if average is not None:
+                average.update_parameters(encoder)
             total += loss.detach().item() * len(idx)
             progress.update(1)
         train_seconds += time.perf_counter() - t0
-        valid = evaluate(encoder, seq, "valid", train.eval_batch_size)
+        valid = evaluate(scored, seq, "valid", train.eval_batch_size)
         elapsed = time.perf_counter() - start
         row = {"epoch": epoch, "loss": total / len(targets), "valid": valid, "epoch_seconds": time.perf_counter() - t0, "elapsed_s": elapsed}
         history.append(row)
@@ -153,7 +162,7 @@ def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, o
             for name in METRIC_NAMES:
                 writer.add_scalar(f"valid/{name}", valid[name], epoch)
         if valid["ndcg@10"] > best["valid"]["ndcg@10"]:
-            best = {"epoch": epoch, "valid": valid, "state": _copy_state(encoder), "elapsed": elapsed}
+            best = {"epoch": epoch, "valid": valid, "state": _copy_state(scored), "elapsed": elapsed}
             bad_epochs = 0
         else:
             bad_epochs += 1

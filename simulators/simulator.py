@@ -318,9 +318,8 @@ class UserSimulator:
             config = SimulatorConfig.from_dict(json.loads(ck["config"]))
             margs = json.loads(ck["model_args"])
             sd = ck["model"]
-            feats = sd.get("features")
-            model = ResponseModel(margs["n_users"], margs["n_items"], margs["dim"], margs["max_history"], feats,
-                                  margs["similarity_threshold"])
+            model = ResponseModel(margs["n_users"], margs["n_items"], margs["dim"], margs["max_history"],
+                                  sd.get("features"), sd.get("similarity_basis"), margs["similarity_threshold"])
             model.load_state_dict(sd)
             cal = json.loads(ck["calibration"])
             calibration = Calibration(kind=cal["kind"], a=cal["a"], b=cal["b"], x=cal["x"], y=cal["y"])

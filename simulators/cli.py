@@ -1,0 +1,95 @@
+"""``seqrec simulator …``: fit a user simulator on a log and report its fidelity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(help="User simulators fitted from logged data: fit, fidelity report.", no_args_is_help=True)
+
+
+@app.command("fit")
+def fit_cmd(
+    data: Path = typer.Argument(..., help="A log file or dataset folder (anything `seqrec data prepare` reads)."),
+    out: Path = typer.Option(..., "--out", help="Folder for simulator.pt, fidelity.json and the PNG plots."),
+    format: Optional[str] = typer.Option(None, "--format", help="Force the log format (see `seqrec data prepare --help`)."),
+    columns: Optional[str] = typer.Option(None, "--columns", help="Generic logs: user=COL,item=COL,time=COL[,behaviour=COL][,value=COL][,session=COL]."),
+    epochs: int = typer.Option(20, "--epochs", help="Maximum training epochs of the response model (early stopping on held-out log-loss)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the fit and of the fidelity simulations."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's choice)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the fidelity report as JSON instead of a table."),
+) -> None:
+    """Fit the click, outcome and exit models on DATA, then write the checkpoint and the fidelity report."""
+    import json
+    import time
+
+    import torch
+    from tqdm.auto import tqdm
+
+    from seqrec.data.prepare import prepare_dataset
+    from seqrec.simulators.config import SimulatorConfig
+    from seqrec.simulators.fidelity import fidelity_report
+    from seqrec.simulators.simulator import CHECKPOINT_NAME, fit_simulator
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    seq = prepare_dataset(data, format=format, columns=columns)
+    config = SimulatorConfig(epochs=epochs, seed=seed)
+    truth = _ground_truth(data)
+    with tqdm(total=config.epochs, desc="fit response model", unit="epoch", leave=False) as bar:
+        def on_epoch(epoch: int, metrics: dict) -> None:
+            bar.update(1)
+            bar.set_postfix(valid_log_loss=metrics["valid_log_loss"], valid_auc=metrics["valid_auc"])
+
+        sim = fit_simulator(seq, config, out, on_epoch=on_epoch)
+    with tqdm(total=6 if truth is not None else 5, desc="fidelity", leave=False) as bar:
+        def on_stage(name: str) -> None:
+            bar.update(1)
+            bar.set_postfix_str(name)
+
+        report = fidelity_report(sim, seq, out, truth=truth, seed=seed, on_stage=on_stage)
+    report["command"] = {"data": str(data), "out": str(out), "seconds": round(time.perf_counter() - t0, 1)}
+    (out / "fidelity.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    if json_out:
+        typer.echo(json.dumps(report, default=str))
+        return
+    _print_summary(report, out / CHECKPOINT_NAME)
+
+
+def _ground_truth(data: Path):  # -> GroundTruth | None
+    """The synthetic dataset's ground truth when DATA is a synthetic folder (has truth.npz)."""
+    folder = data if data.is_dir() else data.parent
+    if not (folder / "truth.npz").is_file():
+        return None
+    from seqrec.data.synthetic import GroundTruth
+
+    return GroundTruth.load(folder)
+
+
+def _print_summary(report: dict, checkpoint: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    c, rp, ex = report["click_model"], report["replay"], report["exit_model"]
+    table = Table(title=f"seqrec simulator fit: {report['dataset']['source']}", show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    rows = [
+        (f"click AUC ({c['headline']})", c["auc"]), ("click log-loss", c["log_loss"]), ("ECE", c["ece"]),
+        ("click AUC (test, sampled negatives)", c["test_sampled"]["auc"]),
+        ("replay click rate sim / log", f"{rp['sim_click_rate']} / {rp['log_click_rate']}"),
+        ("JS items / popularity / categories", f"{rp['js_items']} / {rp['js_popularity_deciles']} / {rp['js_categories']}"),
+        ("session length sim / log (JS)", f"{rp['sim_mean_session_length']} / {rp['log_mean_session_length']} ({rp['js_session_length']})"),
+        ("exit logit", f"{ex['intercept']:.3f} + {ex['slope']:.3f} * misses" + ("" if ex["slope_fitted"] else " (default slope)")),
+    ]
+    gt = report.get("ground_truth")
+    if gt:
+        rows += [("Spearman P(click) vs truth", gt["spearman_click"]), ("Spearman P(exit) vs truth", gt["spearman_exit"])]
+    rows += [("steps/s (B=64)", report["throughput"]["steps_per_s"]), ("fit seconds", report["fit"]["fit_seconds"]),
+             ("checkpoint", str(checkpoint))]
+    for name, value in rows:
+        table.add_row(name, str(value))
+    Console().print(table)

@@ -1,0 +1,423 @@
+"""How faithful a fitted simulator is to its log (and, for the synthetic default, to the truth).
+
+:func:`fidelity_report` writes ``fidelity.json`` and PNG plots into a folder:
+
+* **click model, held out** -- AUC, log-loss and expected calibration error (ECE, 15
+  equal-width bins). Protocol ``sampled``: each test-split positive against
+  ``eval_negatives`` items the user never touched. Protocol ``impressions`` (logs with real
+  negatives): logged shown items with their click labels, on the random held-out train
+  events not used for calibration (the headline), and on the test split (whose last events
+  are selected by the outcome, see :class:`SimulatorConfig.holdout_fraction`).
+  ``reliability.png`` is the reliability diagram of the headline protocol.
+* **replay** -- logged sessions replayed in the simulator: the policy shows the user's
+  logged items in their logged order from the session start, until the simulated user
+  leaves (or the user's log runs out: *censored*). Compared with the same logged sessions:
+  click rate, Jensen-Shannon divergence (base 2: 0 identical, 1 disjoint) of the clicked
+  items' distribution over items, over popularity deciles and over categories (side
+  features), and of the session lengths. Plots ``popularity.png``, ``categories.png``,
+  ``session_lengths.png``.
+* **ground truth** (when ``truth`` is given) -- Spearman correlation between the fitted
+  and the true P(click) over random (history, item) pairs (histories: clicked-item
+  prefixes at random logged events; items uniform over the catalogue) and between the
+  fitted and true exit probability over logged states; ``truth.png`` scatters them.
+* **throughput** -- simulator steps per second for a batch of 64 users.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from seqrec.data.sequences import SequenceData
+from seqrec.simulators.dynamics import session_steps
+from seqrec.simulators.examples import ClickLog, UntouchedSampler
+from seqrec.simulators.response import HeldOut, calibration_rows, held_out_pairs
+from seqrec.simulators.simulator import UserSimulator
+
+ECE_BINS = 15
+
+
+# ---------------------------------------------------------------------------------------
+# metrics
+# ---------------------------------------------------------------------------------------
+
+
+def expected_calibration_error(p: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> tuple[float, dict]:
+    """ECE over equal-width probability bins, and the per-bin table (for the reliability diagram)."""
+    p, y = np.asarray(p, np.float64), np.asarray(y, np.float64)
+    idx = np.minimum((p * bins).astype(np.int64), bins - 1)
+    n = np.bincount(idx, minlength=bins)
+    conf = np.bincount(idx, weights=p, minlength=bins) / np.maximum(n, 1)
+    freq = np.bincount(idx, weights=y, minlength=bins) / np.maximum(n, 1)
+    ece = float(np.sum(n * np.abs(conf - freq)) / max(len(p), 1))
+    return ece, {"count": n.tolist(), "confidence": conf.round(5).tolist(), "frequency": freq.round(5).tolist()}
+
+
+def js_divergence(a: np.ndarray, b: np.ndarray) -> float:
+    """Jensen-Shannon divergence (base 2) between two histograms (normalised here)."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    if a.sum() <= 0 or b.sum() <= 0:
+        return float("nan")
+    a, b = a / a.sum(), b / b.sum()
+    m = (a + b) / 2
+
+    def kl(x: np.ndarray) -> float:
+        nz = x > 0
+        return float(np.sum(x[nz] * np.log2(x[nz] / m[nz])))
+
+    return float(max(0.5 * kl(a) + 0.5 * kl(b), 0.0))
+
+
+def click_metrics(p: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """AUC, log-loss, ECE, base rate and mean prediction of held-out pairs."""
+    from sklearn.metrics import roc_auc_score
+
+    p = np.clip(np.asarray(p, np.float64), 1e-7, 1 - 1e-7)
+    y = np.asarray(y, np.float64)
+    ece, table = expected_calibration_error(p, y)
+    auc = float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan")
+    ll = float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    return {"auc": _r(auc), "log_loss": _r(ll), "ece": _r(ece), "n": int(len(y)), "positive_rate": _r(y.mean()),
+            "mean_prediction": _r(p.mean()), "reliability": table}
+
+
+def _r(x: float, nd: int = 5) -> float | None:
+    return None if x is None or not math.isfinite(float(x)) else round(float(x), nd)
+
+
+def _predict(sim: UserSimulator, data: HeldOut, batch: int = 4096) -> np.ndarray:
+    out = []
+    for s in range(0, len(data.items), batch):
+        sl = slice(s, s + batch)
+        st = sim.initial_state(torch.from_numpy(data.users[sl]), torch.from_numpy(data.history[sl]))
+        out.append(sim.click_probability(st, torch.from_numpy(data.items[sl])).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+# ---------------------------------------------------------------------------------------
+# replay
+# ---------------------------------------------------------------------------------------
+
+
+def replay_sessions(sim: UserSimulator, seq: SequenceData, clicks: ClickLog, n_sessions: int, max_steps: int,
+                    seed: int) -> dict[str, np.ndarray]:
+    """Replay logged sessions in the simulator (see the module docstring); batched over sessions.
+
+    :return: ``sim_length``, ``log_length``, ``censored`` (n,), ``sim_items`` (clicked items),
+        ``log_items`` (positive items of the logged sessions), ``sim_steps``, ``sim_clicks``,
+        ``log_steps``, ``log_clicks`` (totals over the replayed steps / logged sessions).
+    """
+    facts = session_steps(seq, clicks.positive, sim.config.session_gap_s, sim.config.max_misses)
+    sess = facts["session"]
+    starts = np.flatnonzero(np.r_[True, sess[1:] != sess[:-1]])
+    lengths = np.diff(np.r_[starts, seq.n_events])
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(len(starts), size=min(n_sessions, len(starts)), replace=False))
+    s0, log_len = starts[pick], lengths[pick]
+    users = seq.users[s0]
+    u_end = seq.user_ptr[users + 1]
+    hist, beh = clicks.histories(s0, sim.max_history)
+    dev = sim.device
+    state = sim.initial_state(torch.from_numpy(users), torch.from_numpy(hist), torch.from_numpy(beh))
+    g = torch.Generator(device=dev).manual_seed(seed)
+    n = len(s0)
+    active = np.ones(n, bool)
+    sim_len = np.zeros(n, np.int64)
+    censored = np.zeros(n, bool)
+    sim_items: list[np.ndarray] = []
+    steps = n_clicks = 0
+    for t in range(max_steps):
+        pos = s0 + t
+        runs_out = active & (pos >= u_end)
+        censored |= runs_out
+        active &= ~runs_out
+        if not active.any():
+            break
+        items = seq.items[np.minimum(pos, u_end - 1)]
+        res = sim.step(state, torch.from_numpy(items).to(dev), g)
+        state = res.state
+        clicked = res.clicks.cpu().numpy() > 0
+        left = res.left.cpu().numpy()
+        sim_items.append(items[active & clicked])
+        steps += int(active.sum())
+        n_clicks += int((active & clicked).sum())
+        sim_len += active
+        active &= ~left
+    censored |= active
+    in_log = np.repeat(s0, log_len) + (np.arange(log_len.sum()) - np.repeat(np.cumsum(log_len) - log_len, log_len))
+    log_pos = in_log[clicks.positive[in_log]]
+    return {"sim_length": sim_len, "log_length": log_len, "censored": censored,
+            "sim_items": np.concatenate(sim_items) if sim_items else np.zeros(0, np.int64),
+            "log_items": seq.items[log_pos], "sim_steps": np.asarray(steps), "sim_clicks": np.asarray(n_clicks),
+            "log_steps": np.asarray(int(log_len.sum())), "log_clicks": np.asarray(int(len(log_pos)))}
+
+
+def _category_mass(seq: SequenceData, items: np.ndarray) -> np.ndarray | None:
+    if seq.item_features is None or not len(seq.item_feature_names):
+        return None
+    f = np.asarray(seq.item_features, np.float64)
+    f = f / np.maximum(f.sum(1, keepdims=True), 1e-12)
+    return f[items].sum(0) if len(items) else np.zeros(f.shape[1])
+
+
+# ---------------------------------------------------------------------------------------
+# throughput
+# ---------------------------------------------------------------------------------------
+
+
+def step_throughput(sim: UserSimulator, seq: SequenceData, batch: int = 64, steps: int = 300, slate: int = 0,
+                    seed: int = 0) -> float:
+    """Simulator steps per second (one step = the whole batch) for random users and items."""
+    rng = np.random.default_rng(seed)
+    users = rng.integers(0, seq.n_users, batch)
+    clicks = ClickLog.build(seq, sim.config.negative_behaviours)
+    hist, beh = clicks.user_histories(users, sim.max_history, upto="valid")
+    dev = sim.device
+    state = sim.initial_state(torch.from_numpy(users), torch.from_numpy(hist), torch.from_numpy(beh))
+    shape = (steps, batch, slate) if slate else (steps, batch)
+    items = torch.from_numpy(rng.integers(0, seq.n_items, shape)).to(dev)
+    g = torch.Generator(device=dev).manual_seed(seed)
+    for t in range(10):  # warm-up
+        sim.step(state, items[t], g)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for t in range(steps):
+        state = sim.step(state, items[t], g).state
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    return steps / (time.perf_counter() - t0)
+
+
+# ---------------------------------------------------------------------------------------
+# the report
+# ---------------------------------------------------------------------------------------
+
+
+def fidelity_report(sim: UserSimulator, seq: SequenceData, out_dir: str | Path | None, truth: Any = None, *,
+                    n_replay: int = 1000, max_replay_steps: int = 300, n_truth_pairs: int = 5000, seed: int = 0,
+                    on_stage: Callable[[str], None] | None = None) -> dict:
+    """Compute the fidelity report (module docstring); write ``fidelity.json`` and PNGs into ``out_dir``.
+
+    :param sim: a simulator fitted on ``seq`` (its ``dataset_key`` should be ``seq.meta["key"]``).
+    :param truth: the synthetic :class:`~seqrec.data.synthetic.GroundTruth`, for the ground-truth check.
+    :param on_stage: called with the name of each stage as it starts (progress display).
+    :return: the report (what ``fidelity.json`` holds).
+    """
+    stage = on_stage or (lambda name: None)
+    cfg = sim.config
+    clicks = ClickLog.build(seq, cfg.negative_behaviours)
+    sampler = UntouchedSampler(seq.users, seq.items, seq.n_items)
+    report: dict[str, Any] = {"dataset": {"source": seq.meta.get("source"), "key": seq.meta.get("key"),
+                                          "n_users": seq.n_users, "n_items": seq.n_items, "n_events": seq.n_events,
+                                          "behaviours": seq.behaviour_names,
+                                          "real_negatives": clicks.has_real_negatives},
+                              "checkpoint_dataset_key": sim.dataset_key}
+
+    # -- click model on held-out data ------------------------------------------------------
+    stage("held-out click metrics")
+    click: dict[str, Any] = {}
+    rng = np.random.default_rng(seed + 7)
+    test_sampled = held_out_pairs(clicks, "test", cfg, rng, sampler, protocol="sampled")
+    click["test_sampled"] = click_metrics(_predict(sim, test_sampled), test_sampled.labels)
+    click["test_sampled"]["negatives_per_positive"] = cfg.eval_negatives
+    if clicks.has_real_negatives:
+        _, _, evaluation = calibration_rows(seq, cfg)
+        held = held_out_pairs(clicks, evaluation, cfg, rng, sampler, protocol="impressions")
+        click["heldout_impressions"] = click_metrics(_predict(sim, held), held.labels)
+        test_imp = held_out_pairs(clicks, "test", cfg, rng, sampler, protocol="impressions")
+        click["test_impressions"] = click_metrics(_predict(sim, test_imp), test_imp.labels)
+        head = "heldout_impressions"
+    else:
+        head = "test_sampled"
+    click["headline"] = head
+    for k in ("auc", "log_loss", "ece"):
+        click[k] = click[head][k]
+    report["click_model"] = click
+
+    # -- outcome (behaviour / rating) model -----------------------------------------------
+    pos = seq.positions("test")
+    pos = pos[clicks.positive[pos]]
+    if len(pos):
+        probs = sim.outcomes.probabilities(torch.from_numpy(seq.users[pos]).to(sim.device),
+                                           torch.from_numpy(seq.items[pos]).to(sim.device)).cpu().numpy()
+        ob, ov = sim.outcomes.behaviour.cpu().numpy(), sim.outcomes.value.cpu().numpy()
+        match = (seq.behaviours[pos, None] == ob[None, :]) & np.isclose(seq.values[pos, None], ov[None, :])
+        hit = match.any(1)
+        ll = -np.log(np.clip((probs * match).sum(1)[hit], 1e-9, 1))
+        prior = np.bincount(match[hit].argmax(1), minlength=len(ob)) + 1.0
+        prior = prior / prior.sum()
+        base = -np.log(prior[match[hit].argmax(1)])
+        report["outcome_model"] = {"outcomes": sim.info.get("outcomes", {}).get("labels"), "test_positives": int(hit.sum()),
+                                   "log_loss": _r(ll.mean()) if hit.any() else None,
+                                   "prior_log_loss": _r(base.mean()) if hit.any() else None}
+
+    # -- replay: distributions and session lengths ----------------------------------------
+    stage("replaying logged sessions")
+    rep = replay_sessions(sim, seq, clicks, n_replay, max_replay_steps, seed)
+    pop = seq.item_popularity(("train",))
+    sim_hist = np.bincount(rep["sim_items"], minlength=seq.n_items)
+    log_hist = np.bincount(rep["log_items"], minlength=seq.n_items)
+    rank = np.argsort(np.argsort(-pop, kind="stable"), kind="stable")
+    decile = np.minimum(rank * 10 // max(seq.n_items, 1), 9)
+    sim_dec = np.bincount(decile[rep["sim_items"]], minlength=10)
+    log_dec = np.bincount(decile[rep["log_items"]], minlength=10)
+    sim_cat, log_cat = _category_mass(seq, rep["sim_items"]), _category_mass(seq, rep["log_items"])
+    cap = int(max(np.percentile(np.r_[rep["sim_length"], rep["log_length"]], 99), 1))
+    bins = np.arange(1, cap + 2)
+    sim_lh = np.histogram(np.minimum(rep["sim_length"], cap), bins=bins)[0]
+    log_lh = np.histogram(np.minimum(rep["log_length"], cap), bins=bins)[0]
+    report["replay"] = {
+        "policy": "replay the user's logged items in logged order from a logged session start",
+        "sessions": int(len(rep["sim_length"])), "censored": int(rep["censored"].sum()),
+        "sim_click_rate": _r(rep["sim_clicks"] / max(int(rep["sim_steps"]), 1)),
+        "log_click_rate": _r(rep["log_clicks"] / max(int(rep["log_steps"]), 1)),
+        "js_items": _r(js_divergence(sim_hist, log_hist)),
+        "js_popularity_deciles": _r(js_divergence(sim_dec, log_dec)),
+        "js_categories": _r(js_divergence(sim_cat, log_cat)) if sim_cat is not None else None,
+        "js_session_length": _r(js_divergence(sim_lh, log_lh)),
+        "sim_mean_session_length": _r(rep["sim_length"].mean()),
+        "log_mean_session_length": _r(rep["log_length"].mean()),
+        "sim_clicks": int(rep["sim_clicks"]), "log_clicks": int(rep["log_clicks"]),
+    }
+    report["exit_model"] = sim.exit_model.to_dict()
+
+    # -- ground truth ---------------------------------------------------------------------
+    if truth is not None:
+        stage("ground-truth check")
+        report["ground_truth"] = ground_truth_check(sim, seq, clicks, truth, n_truth_pairs, seed)
+
+    stage("throughput")
+    report["throughput"] = {"batch": 64, "steps_per_s": round(step_throughput(sim, seq), 1),
+                            "slate_10_steps_per_s": round(step_throughput(sim, seq, slate=10), 1),
+                            "device": str(sim.device), "torch_threads": torch.get_num_threads()}
+    report["fit"] = {k: v for k, v in sim.info.items() if k != "dataset"}
+
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        stage("plots")
+        _plots(out, report, click[head]["reliability"], sim_dec, log_dec, sim_cat, log_cat, sim_lh, log_lh, bins,
+               seq.item_feature_names, report.get("ground_truth"))
+        tmp = out / ".fidelity.json.tmp"
+        tmp.write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
+        os.replace(tmp, out / "fidelity.json")
+    report.get("ground_truth", {}).pop("_scatter", None)
+    return report
+
+
+def _json_default(x: Any) -> Any:
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating,)):
+        return float(x)
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    return str(x)
+
+
+def ground_truth_check(sim: UserSimulator, seq: SequenceData, clicks: ClickLog, truth: Any, n_pairs: int, seed: int) -> dict:
+    """Spearman of fitted vs true P(click) and P(exit) (see the module docstring)."""
+    from scipy.stats import pearsonr, spearmanr
+
+    rng = np.random.default_rng(seed + 11)
+    pos = rng.integers(0, seq.n_events, n_pairs)
+    L = min(sim.max_history, int(getattr(truth.config, "history_window", sim.max_history)))
+    hist, _ = clicks.histories(pos, L)
+    users = seq.users[pos]
+    items = rng.integers(0, seq.n_items, n_pairs)
+    fitted = _predict(sim, HeldOut(users, hist, items, np.zeros(n_pairs), "truth"))
+    raw_hist = np.where(hist >= 0, np.asarray(seq.item_ids)[np.maximum(hist, 0)], -1).astype(np.int64)
+    true = truth.click_probability(np.asarray(seq.user_ids)[users].astype(np.int64), raw_hist,
+                                   np.asarray(seq.item_ids)[items].astype(np.int64))
+    # the logged (history, shown item) pairs too: the distribution the log identifies best
+    logged = seq.items[pos]
+    fitted_l = _predict(sim, HeldOut(users, hist, logged, np.zeros(n_pairs), "truth"))
+    true_l = truth.click_probability(np.asarray(seq.user_ids)[users].astype(np.int64), raw_hist,
+                                     np.asarray(seq.item_ids)[logged].astype(np.int64))
+    facts = session_steps(seq, clicks.positive, sim.config.session_gap_s, sim.config.max_misses)
+    m = facts["misses"][rng.integers(0, seq.n_events, n_pairs)]
+    m = np.concatenate([m, rng.integers(0, 21, n_pairs)])  # and misses 0..20 uniformly
+    fe = sim.exit_model.probability(torch.from_numpy(m)).numpy()
+    te = truth.exit_probability(m)
+    cfgt = truth.config
+    return {
+        "spearman_click": _r(spearmanr(fitted, true)[0], 4),
+        "pearson_click": _r(pearsonr(fitted, true)[0], 4),
+        "spearman_click_logged_items": _r(spearmanr(fitted_l, true_l)[0], 4),
+        "mean_fitted_click": _r(fitted.mean()), "mean_true_click": _r(true.mean()),
+        "mean_abs_error_click": _r(np.abs(fitted - true).mean()),
+        "spearman_exit": _r(spearmanr(fe, te)[0], 4),
+        "mean_abs_error_exit": _r(np.abs(fe - te).mean()),
+        "exit_fitted": {"intercept": _r(sim.exit_model.intercept, 4), "slope": _r(sim.exit_model.slope, 4)},
+        "exit_true": {"intercept": cfgt.exit_intercept, "slope": cfgt.exit_slope},
+        "n_pairs": int(n_pairs),
+        "_scatter": (fitted, true),
+    }
+
+
+def _plots(out: Path, report: dict, reliability: dict, sim_dec: np.ndarray, log_dec: np.ndarray,
+           sim_cat: np.ndarray | None, log_cat: np.ndarray | None, sim_lh: np.ndarray, log_lh: np.ndarray,
+           bins: np.ndarray, cat_names: list[str], truth: dict | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def save(fig: Any, name: str) -> None:
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+
+    # reliability diagram
+    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    n = np.asarray(reliability["count"])
+    conf, freq = np.asarray(reliability["confidence"]), np.asarray(reliability["frequency"])
+    ok = n > 0
+    ax.plot([0, 1], [0, 1], "--", color="grey", lw=1)
+    ax.plot(conf[ok], freq[ok], "o-", color="C0")
+    head = report["click_model"]["headline"]
+    ax.set(xlabel="predicted P(click)", ylabel="observed click frequency",
+           title=f"reliability ({head}), ECE={report['click_model']['ece']:.3f}", xlim=(0, 1), ylim=(0, 1))
+    save(fig, "reliability.png")
+
+    def bars(a: np.ndarray, b: np.ndarray, labels: list[str], title: str, name: str, xlabel: str) -> None:
+        fig, ax = plt.subplots(figsize=(max(5.0, 0.3 * len(a) + 2), 3.8))
+        x = np.arange(len(a))
+        ax.bar(x - 0.2, a / max(a.sum(), 1e-12), 0.4, label="simulated")
+        ax.bar(x + 0.2, b / max(b.sum(), 1e-12), 0.4, label="logged")
+        ax.set_xticks(x, labels, rotation=60 if len(a) > 10 else 0, fontsize=7 if len(a) > 10 else 9)
+        ax.set(title=title, ylabel="share of clicks", xlabel=xlabel)
+        ax.legend()
+        save(fig, name)
+
+    rp = report["replay"]
+    bars(sim_dec, log_dec, [str(i + 1) for i in range(10)], f"clicks by item-popularity decile (JS={rp['js_popularity_deciles']})",
+         "popularity.png", "popularity decile (1 = most popular)")
+    if sim_cat is not None and log_cat is not None:
+        bars(sim_cat, log_cat, [c.split(":")[-1] for c in cat_names], f"clicks by category (JS={rp['js_categories']})",
+             "categories.png", "")
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    centers = bins[:-1]
+    ax.step(centers, sim_lh / max(sim_lh.sum(), 1), where="mid", label=f"simulated (mean {rp['sim_mean_session_length']:.1f})")
+    ax.step(centers, log_lh / max(log_lh.sum(), 1), where="mid", label=f"logged (mean {rp['log_mean_session_length']:.1f})")
+    ax.set(xlabel="session length (steps; last bin = cap)", ylabel="share of sessions",
+           title=f"session lengths under replay (JS={rp['js_session_length']})")
+    ax.legend()
+    save(fig, "session_lengths.png")
+    if truth is not None and "_scatter" in truth:
+        fitted, true = truth["_scatter"]
+        fig, ax = plt.subplots(figsize=(4.6, 4.4))
+        ax.scatter(true, fitted, s=3, alpha=0.3)
+        ax.plot([0, 1], [0, 1], "--", color="grey", lw=1)
+        ax.set(xlabel="true P(click)", ylabel="fitted P(click)", xlim=(0, 1), ylim=(0, 1),
+               title=f"random (history, item) pairs, Spearman={truth['spearman_click']}")
+        save(fig, "truth.png")
