@@ -13,7 +13,7 @@ import sys
 import typer
 
 from seqrec.agents.ope_commands import app as ope_app
-from seqrec.agents.commands import evaluate_command, prepare_command, train_command
+from seqrec.agents.commands import demo_command, evaluate_command, prepare_command, train_command
 from seqrec.data.cli import app as data_app
 from seqrec.data.errors import SeqrecError
 from seqrec.simulators.cli import app as simulator_app
@@ -33,6 +33,7 @@ app.add_typer(encoder_app, name="encoder")
 app.command("prepare")(prepare_command)
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
+app.command("demo")(demo_command)
 app.add_typer(ope_app, name="ope")
 
 @app.callback()

@@ -128,14 +128,15 @@ class OraclePolicy:
 
 @dataclass
 class LinUCBPolicy:
-    """LinUCB (Li et al., 2010) with one shared linear model on ``z = state ⊙ item``.
+    """LinUCB (Li et al., 2010) with one shared linear model on ``z = [state ⊙ item, item]``.
 
-    Expected reward of item a for state x: ``θᵀ z_a`` with ``z_a = x ⊙ v_a`` (v_a the
-    encoder's item embedding); UCB bonus ``alpha * sqrt(z_aᵀ A⁻¹ z_a)``. Shapes:
-    ``A (d, d)``, ``b (d,)``; scoring is one (B, n_items, d) einsum per step.
+    Expected reward of item a for state x: ``θᵀ z_a`` with ``z_a = [x ⊙ v_a, v_a]`` (v_a the
+    encoder's item embedding, x the state, both unit-normalised; the second half lets the
+    model learn item appeal independent of the user); UCB bonus ``alpha * sqrt(z_aᵀ A⁻¹ z_a)``.
+    Shapes: ``A (2d, 2d)``, ``b (2d,)``; scoring is one (B, n_items, 2d) einsum per step.
     """
 
-    alpha: float = 1.0
+    alpha: float = 0.3
     ridge: float = 1.0
     name: str = "linucb"
 
@@ -143,12 +144,13 @@ class LinUCBPolicy:
         self._A: torch.Tensor | None = None
 
     def _z(self, sessions: BatchedSessions, items: torch.Tensor | None = None) -> torch.Tensor:
-        x = torch.nn.functional.normalize(sessions.emb, dim=1)
+        x = torch.nn.functional.normalize(sessions.emb, dim=1)[:, None, :]
         v = torch.nn.functional.normalize(sessions.item_emb, dim=1)
-        return x[:, None, :] * (v[None] if items is None else v[items][:, None, :])
+        v = v[None] if items is None else v[items][:, None, :]
+        return torch.cat([x * v, v.expand(x.shape[0], -1, -1)], dim=-1)
 
     def act(self, obs, sessions: BatchedSessions) -> np.ndarray:
-        d = sessions.dim
+        d = 2 * sessions.dim
         if self._A is None:
             self._A, self._b = self.ridge * torch.eye(d), torch.zeros(d)
         A_inv = torch.linalg.inv(self._A)

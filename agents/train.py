@@ -57,6 +57,8 @@ class TrainConfig:
     """Discount: < 1 values the future (retention), > 0 decay keeps returns stable."""
     n_steps: int = 128
     """PPO/A2C rollout length per env."""
+    ent_coef: float = 0.001
+    """PPO/A2C entropy bonus (large catalogues: keep it small, the max entropy is log n_items)."""
     eval_freq: int = 10_000
     """Evaluate every this many total steps (and keep the best model)."""
     eval_episodes: int = 100
@@ -145,9 +147,9 @@ def build_model(cfg: TrainConfig, venv: SB3VecEnv, tb_dir: Path):
     if cfg.learning_rate is not None:
         kwargs["learning_rate"] = cfg.learning_rate
     if cfg.algo in ("ppo", "maskable-ppo"):
-        kwargs.update(n_steps=cfg.n_steps, batch_size=min(256, cfg.n_steps * cfg.n_envs), ent_coef=0.01)
+        kwargs.update(n_steps=cfg.n_steps, batch_size=min(256, cfg.n_steps * cfg.n_envs), ent_coef=cfg.ent_coef)
     elif cfg.algo == "a2c":
-        kwargs.update(n_steps=min(cfg.n_steps, 16), ent_coef=0.01)
+        kwargs.update(n_steps=min(cfg.n_steps, 16), ent_coef=cfg.ent_coef)
     elif cfg.algo in ("dqn", "qrdqn"):
         kwargs.update(buffer_size=100_000, learning_starts=min(1000, cfg.timesteps // 4), train_freq=1,
                       gradient_steps=max(1, cfg.n_envs // 8), target_update_interval=1000, exploration_fraction=0.3)  # fmt: skip

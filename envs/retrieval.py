@@ -1,9 +1,11 @@
 """Candidate retrieval by inner product: exact for small catalogues, IVF beyond.
 
 The ``candidates`` action mode retrieves K items per step for each user. Scoring the
-whole catalogue costs O(n_items) per step; an inverted-file index (k-means lists over
-the item embeddings, probe the ``n_probe`` lists whose centroids score highest) makes it
-O(sqrt(n_items)), so step time barely grows from 1k to 1M items.
+whole catalogue costs O(n_items) per step; an inverted-file index makes it
+O(sqrt(n_items)): k-means cuts the catalogue into ``2·sqrt(n)`` lists, balanced so that no
+list holds more than ``1.25×`` the mean (overflowing items move to their next-nearest
+centroid), stored as contiguous blocks; a query scores the centroids, then the items of
+the ``n_probe`` best lists. So step time barely grows from 1k to 1M items.
 """
 
 from __future__ import annotations
@@ -12,6 +14,39 @@ import math
 
 import torch
 from torch import Tensor
+
+
+def _nearest_centroids(x: Tensor, centroids: Tensor, r: int, chunk: int = 65536) -> tuple[Tensor, Tensor]:
+    """The ``r`` nearest centroids of each row of ``x``: (distances, indices), each (n, r)."""
+    d, i = zip(*(torch.topk(torch.cdist(c, centroids), r, dim=1, largest=False) for c in x.split(chunk)))
+    return torch.cat(d), torch.cat(i)
+
+
+def balanced_lists(items: Tensor, centroids: Tensor, cap: int, rounds: int = 10) -> Tensor:
+    """Assign items to centroids with at most ``cap`` items per list (vectorised rounds:
+    the farthest overflowing members move to their next-nearest centroid).
+
+    :return: (n_lists, width) item ids, -1 padding; ``width`` is ``cap`` unless some items
+        overflow every one of their ``rounds`` nearest lists.
+    """
+    n, n_lists = items.shape[0], centroids.shape[0]
+    dist, near = _nearest_centroids(items, centroids, min(rounds, n_lists))
+    choice = torch.zeros(n, dtype=torch.long)
+    rows = torch.arange(n)
+    for _ in range(near.shape[1]):
+        assign, d = near[rows, choice], dist[rows, choice]
+        order = torch.argsort(assign * (d.max() + 1) + d)  # by list, nearest first
+        counts = torch.bincount(assign, minlength=n_lists)
+        rank = torch.empty(n, dtype=torch.long)
+        rank[order] = torch.arange(n) - (torch.cumsum(counts, 0) - counts)[assign[order]]
+        over = rank >= cap
+        if not over.any() or (choice[over] == near.shape[1] - 1).all():
+            break
+        choice[over] = (choice[over] + 1).clamp(max=near.shape[1] - 1)
+    width = int(rank.max()) + 1  # items still overflowing after every round widen their list: none is dropped
+    lists = torch.full((n_lists, width), -1, dtype=torch.long)
+    lists[assign, rank] = rows
+    return lists
 
 
 class InnerProductIndex:
@@ -25,42 +60,32 @@ class InnerProductIndex:
     Shapes: ``search(queries (B, d), k) -> (B, k)`` item ids, best first.
     """
 
-    def __init__(self, items: Tensor, exact_below: int = 20_000, n_probe: int = 8, seed: int = 0, kmeans_iters: int = 8):
+    def __init__(self, items: Tensor, exact_below: int = 4096, n_probe: int = 4, seed: int = 0, kmeans_iters: int = 8):
         self.items = items.float().contiguous()
         n = items.shape[0]
         self.exact = n <= exact_below
         if self.exact:
             return
         g = torch.Generator().manual_seed(seed)
-        n_lists = int(math.ceil(math.sqrt(n)))
-        sample = self.items[torch.randperm(n, generator=g)[: min(n, 64 * n_lists)]]
+        n_lists = int(math.ceil(2 * math.sqrt(n)))
+        sample = self.items[torch.randperm(n, generator=g)[: min(n, 32 * n_lists)]]
         centroids = sample[torch.randperm(sample.shape[0], generator=g)[:n_lists]].clone()
         for _ in range(kmeans_iters):  # Lloyd's iterations on the sample
-            assign = self._nearest(sample, centroids)
+            assign = _nearest_centroids(sample, centroids, 1)[1][:, 0]
             sums = torch.zeros_like(centroids).index_add_(0, assign, sample)
-            counts = torch.bincount(assign, minlength=n_lists).clamp(min=1).unsqueeze(1)
-            centroids = torch.where(counts > 0, sums / counts, centroids)
-        assign = torch.cat([self._nearest(chunk, centroids) for chunk in self.items.split(65536)])
-        order = torch.argsort(assign, stable=True)
-        sizes = torch.bincount(assign, minlength=n_lists)
-        width = int(sizes.max())
-        starts = torch.cumsum(sizes, 0) - sizes
-        rank = torch.arange(n) - starts[assign[order]]
-        lists = torch.full((n_lists, width), -1, dtype=torch.long)
-        lists[assign[order], rank] = order
-        self.centroids, self.lists, self.n_probe = centroids, lists, min(n_probe, n_lists)
-
-    @staticmethod
-    def _nearest(x: Tensor, centroids: Tensor) -> Tensor:
-        return torch.cdist(x, centroids).argmin(dim=1)
+            counts = torch.bincount(assign, minlength=n_lists).unsqueeze(1)
+            centroids = torch.where(counts > 0, sums / counts.clamp(min=1), centroids)
+        self.lists = balanced_lists(self.items, centroids, cap=int(math.ceil(1.25 * n / n_lists)))
+        self.blocks = torch.where((self.lists >= 0)[..., None], self.items[self.lists.clamp(min=0)], 0.0)  # (n_lists, cap, d)
+        self.centroids, self.n_probe = centroids, min(n_probe, n_lists)
 
     def search(self, queries: Tensor, k: int) -> Tensor:
         """The ``k`` items with the highest inner product with each query, shape (B, k)."""
         if self.exact:
             return torch.topk(queries @ self.items.T, k, dim=1).indices
         probe = torch.topk(queries @ self.centroids.T, self.n_probe, dim=1).indices  # (B, P)
-        cand = self.lists[probe].flatten(1)  # (B, P * width)
-        scores = torch.einsum("bd,bcd->bc", queries, self.items[cand.clamp(min=0)])
+        scores = torch.einsum("bd,bpcd->bpc", queries, self.blocks[probe]).flatten(1)  # (B, P * cap)
+        cand = self.lists[probe].flatten(1)
         scores = scores.masked_fill(cand < 0, float("-inf"))
         top = torch.topk(scores, min(k, cand.shape[1]), dim=1).indices
         return torch.gather(cand, 1, top)
