@@ -79,7 +79,7 @@ def fmt(x: object) -> str:
     if x is None:
         return "–"
     if isinstance(x, float):
-        return f"{x:.3f}" if abs(x) < 100 else f"{x:,.0f}"
+        return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.1f}" if abs(x) >= 5 else f"{x:.3f}"
     return str(x)
 
 

@@ -16,7 +16,7 @@ def fit_cmd(
     out: Path = typer.Option(..., "--out", help="Folder for simulator.pt, fidelity.json and the PNG plots."),
     format: Optional[str] = typer.Option(None, "--format", help="Force the log format (see `seqrec data prepare --help`)."),
     columns: Optional[str] = typer.Option(None, "--columns", help="Generic logs: user=COL,item=COL,time=COL[,behaviour=COL][,value=COL][,session=COL]."),
-    epochs: int = typer.Option(20, "--epochs", help="Maximum training epochs of the response model (early stopping on held-out log-loss)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs of the response model (default: SimulatorConfig.epochs; early stopping on held-out log-loss)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the fit and of the fidelity simulations."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's choice)."),
     json_out: bool = typer.Option(False, "--json", help="Print the fidelity report as JSON instead of a table."),
@@ -37,7 +37,7 @@ def fit_cmd(
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
     seq = prepare_dataset(data, format=format, columns=columns)
-    config = SimulatorConfig(epochs=epochs, seed=seed)
+    config = SimulatorConfig(seed=seed) if epochs is None else SimulatorConfig(epochs=epochs, seed=seed)
     truth = _ground_truth(data)
     with tqdm(total=config.epochs, desc="fit response model", unit="epoch", leave=False) as bar:
         def on_epoch(epoch: int, metrics: dict) -> None:
@@ -50,16 +50,16 @@ def fit_cmd(
             bar.update(1)
             bar.set_postfix_str(name)
 
-        report = fidelity_report(sim, seq, out, truth=truth, seed=seed, on_stage=on_stage)
-    report["command"] = {"data": str(data), "out": str(out), "seconds": round(time.perf_counter() - t0, 1)}
-    (out / "fidelity.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+        command = {"argv": ["seqrec", "simulator", "fit", str(data), "--out", str(out), "--seed", str(seed)],
+                   "fit_and_prepare_seconds": round(time.perf_counter() - t0, 1), "torch_threads": torch.get_num_threads()}
+        report = fidelity_report(sim, seq, out, truth=truth, seed=seed, on_stage=on_stage, extra={"command": command})
     if json_out:
         typer.echo(json.dumps(report, default=str))
         return
     _print_summary(report, out / CHECKPOINT_NAME)
 
 
-def _ground_truth(data: Path):  # -> GroundTruth | None
+def _ground_truth(data: Path) -> "GroundTruth | None":  # noqa: F821
     """The synthetic dataset's ground truth when DATA is a synthetic folder (has truth.npz)."""
     folder = data if data.is_dir() else data.parent
     if not (folder / "truth.npz").is_file():

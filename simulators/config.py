@@ -35,20 +35,20 @@ class SimulatorConfig:
     """Stop after this many epochs without a better validation log-loss."""
     batch_size: int = 512
     """Training rows (one target event each, with its sampled negatives) per step."""
-    lr: float = 3e-3
+    lr: float = 1e-2
     """Adam learning rate (cosine-annealed to 0 over ``epochs``)."""
     prior_std_user: float = 0.3
     """Gaussian prior std of each user-embedding coordinate (MAP fit: the penalty is
     ``sum(theta**2 / std**2) / (2 * n_rows)`` added to the mean loss; smaller = more shrinkage)."""
     prior_std_item: float = 0.3
     """Prior std of the item id embedding ``q`` (the candidate side)."""
-    prior_std_item_context: float = 0.1
+    prior_std_item_context: float = 0.3
     """Prior std of the item id embeddings ``x, r, s`` (history and transition roles): small,
     so that these roles rest mostly on side features unless the log says otherwise."""
     prior_std_item_bias: float = 1.0
     """Prior std of the per-item bias."""
     prior_std_features: float = 3.0
-    """Prior std of the side-feature map."""
+    """Prior std of the side-feature map and of the feature-level transition / affinity matrices."""
     n_negatives: int = 10
     """Items sampled per training row from items the user never interacted with (label 0)."""
     sampled_negative_weight: float | None = None

@@ -204,12 +204,13 @@ def step_throughput(sim: UserSimulator, seq: SequenceData, batch: int = 64, step
 
 def fidelity_report(sim: UserSimulator, seq: SequenceData, out_dir: str | Path | None, truth: Any = None, *,
                     n_replay: int = 1000, max_replay_steps: int = 300, n_truth_pairs: int = 5000, seed: int = 0,
-                    on_stage: Callable[[str], None] | None = None) -> dict:
+                    on_stage: Callable[[str], None] | None = None, extra: dict | None = None) -> dict:
     """Compute the fidelity report (module docstring); write ``fidelity.json`` and PNGs into ``out_dir``.
 
     :param sim: a simulator fitted on ``seq`` (its ``dataset_key`` should be ``seq.meta["key"]``).
     :param truth: the synthetic :class:`~seqrec.data.synthetic.GroundTruth`, for the ground-truth check.
     :param on_stage: called with the name of each stage as it starts (progress display).
+    :param extra: more top-level entries for the report (e.g. the command that made it).
     :return: the report (what ``fidelity.json`` holds).
     """
     stage = on_stage or (lambda name: None)
@@ -291,26 +292,27 @@ def fidelity_report(sim: UserSimulator, seq: SequenceData, out_dir: str | Path |
     report["exit_model"] = sim.exit_model.to_dict()
 
     # -- ground truth ---------------------------------------------------------------------
+    scatter = None
     if truth is not None:
         stage("ground-truth check")
-        report["ground_truth"] = ground_truth_check(sim, seq, clicks, truth, n_truth_pairs, seed)
+        report["ground_truth"], scatter = ground_truth_check(sim, seq, clicks, truth, n_truth_pairs, seed)
 
     stage("throughput")
     report["throughput"] = {"batch": 64, "steps_per_s": round(step_throughput(sim, seq), 1),
                             "slate_10_steps_per_s": round(step_throughput(sim, seq, slate=10), 1),
                             "device": str(sim.device), "torch_threads": torch.get_num_threads()}
     report["fit"] = {k: v for k, v in sim.info.items() if k != "dataset"}
+    report.update(extra or {})
 
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         stage("plots")
         _plots(out, report, click[head]["reliability"], sim_dec, log_dec, sim_cat, log_cat, sim_lh, log_lh, bins,
-               seq.item_feature_names, report.get("ground_truth"))
+               seq.item_feature_names, report.get("ground_truth"), scatter)
         tmp = out / ".fidelity.json.tmp"
         tmp.write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
         os.replace(tmp, out / "fidelity.json")
-    report.get("ground_truth", {}).pop("_scatter", None)
     return report
 
 
@@ -324,8 +326,12 @@ def _json_default(x: Any) -> Any:
     return str(x)
 
 
-def ground_truth_check(sim: UserSimulator, seq: SequenceData, clicks: ClickLog, truth: Any, n_pairs: int, seed: int) -> dict:
-    """Spearman of fitted vs true P(click) and P(exit) (see the module docstring)."""
+def ground_truth_check(sim: UserSimulator, seq: SequenceData, clicks: ClickLog, truth: Any, n_pairs: int,
+                       seed: int) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
+    """Spearman of fitted vs true P(click) and P(exit) (see the module docstring).
+
+    :return: the report section, and ``(fitted, true)`` P(click) of the random pairs (for the plot).
+    """
     from scipy.stats import pearsonr, spearmanr
 
     rng = np.random.default_rng(seed + 11)
@@ -360,13 +366,13 @@ def ground_truth_check(sim: UserSimulator, seq: SequenceData, clicks: ClickLog, 
         "exit_fitted": {"intercept": _r(sim.exit_model.intercept, 4), "slope": _r(sim.exit_model.slope, 4)},
         "exit_true": {"intercept": cfgt.exit_intercept, "slope": cfgt.exit_slope},
         "n_pairs": int(n_pairs),
-        "_scatter": (fitted, true),
-    }
+    }, (fitted, true)
 
 
 def _plots(out: Path, report: dict, reliability: dict, sim_dec: np.ndarray, log_dec: np.ndarray,
            sim_cat: np.ndarray | None, log_cat: np.ndarray | None, sim_lh: np.ndarray, log_lh: np.ndarray,
-           bins: np.ndarray, cat_names: list[str], truth: dict | None) -> None:
+           bins: np.ndarray, cat_names: list[str], truth: dict | None,
+           scatter: tuple[np.ndarray, np.ndarray] | None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -413,8 +419,8 @@ def _plots(out: Path, report: dict, reliability: dict, sim_dec: np.ndarray, log_
            title=f"session lengths under replay (JS={rp['js_session_length']})")
     ax.legend()
     save(fig, "session_lengths.png")
-    if truth is not None and "_scatter" in truth:
-        fitted, true = truth["_scatter"]
+    if truth is not None and scatter is not None:
+        fitted, true = scatter
         fig, ax = plt.subplots(figsize=(4.6, 4.4))
         ax.scatter(true, fitted, s=3, alpha=0.3)
         ax.plot([0, 1], [0, 1], "--", color="grey", lw=1)

@@ -1,7 +1,8 @@
 r"""The click (response) model: a factorisation model over the user, the clicked history and item side features.
 
 It is deliberately a different family from the agent's CNN + GNN encoder (no convolution,
-no graph): an agent must not be scored by the network that gives it its state.
+no graph, no sequence network): an agent must not be scored by the network that gives it
+its state. It is fitted separately, on the log alone.
 
 Model
 -----
@@ -11,19 +12,29 @@ age :math:`a_k = L - k` counted in clicks) and candidate item :math:`i`:
 .. math::
     z(u, h, i) = b_0 + b_i + \langle p_u + \textstyle\sum_k \alpha_k x_{h_k},\ q_i \rangle
     + \langle r_{h_L}, s_i \rangle
+    + \hat f_{h_L}^\top M \hat f_i + (\textstyle\sum_k \alpha_k \hat f_{h_k})^\top A \hat f_i
     - \beta_{sim} \textstyle\sum_k w_k\, \mathrm{sim}(h_k, i)
     - \beta_{rep} \textstyle\sum_k w_k\, [h_k = i]
 
 * every item vector (:math:`q, x, r, s` and the bias :math:`b`) is an id embedding plus a
-  linear map of the item's side features, so feature-sharing items share strength;
+  linear map of the item's inputs: its side features and its standardised log popularity
+  in the training events (:func:`model_features`), so feature-sharing items share strength;
 * :math:`\alpha` = softmax over the valid history columns of learned per-column logits
   (a learned recency profile); :math:`\langle r_{last}, s_i \rangle` is a low-rank
-  item-to-item transition term (0 without history);
+  item-to-item transition from the last click (0 without history);
+* :math:`M, A` (``F x F``, side features :math:`\hat f` normalised to unit length) are the
+  same two effects at the feature level: which categories / genres follow the last click,
+  and which ones the recent history draws the user to (linear, so they fit fast);
 * satiation: :math:`w_k = \gamma^{a_k}` for a logged history (learned :math:`\gamma`); in
   simulation :math:`w` is the state's ``satiation`` memory, decayed by :math:`\gamma` per
   click. :math:`\mathrm{sim}(j, i) = \cos(f_j, f_i)` when it is at least the similarity
-  threshold, else 0 (:math:`f` = side features, or learned :math:`q` without features);
-  :math:`\beta_{sim}, \beta_{rep} \ge 0` (softplus).
+  threshold, else 0 (:math:`f` = side features, or learned :math:`q` without features),
+  and 1 for :math:`j = i`; :math:`\beta_{sim}, \beta_{rep} \ge 0` (softplus).
+
+Fit (:func:`fit_response_model`): maximum a posteriori -- summed binary cross-entropy over
+each row's labelled pairs (the logged item, plus sampled never-touched items for logs
+without real negatives) plus Gaussian priors on the embeddings -- with Adam and a cosine
+schedule, keeping the epoch with the best calibrated held-out log-loss.
 
 P(click) is :math:`\sigma(g(z))` with :math:`g` the calibration map fitted on held-out data
 (:class:`Calibration`).
@@ -37,7 +48,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -85,6 +96,10 @@ class ResponseModel(nn.Module):
             self.register_buffer("similarity_basis", sf / sf.norm(dim=1, keepdim=True).clamp_min(1e-12))
         else:
             self.register_buffer("similarity_basis", None)
+        n_side = 0 if similarity_features is None else int(similarity_features.shape[1])
+        # feature-level transition (last click -> candidate) and affinity (history -> candidate)
+        self.feature_transition = nn.Parameter(torch.zeros(n_side, n_side)) if n_side else None
+        self.feature_affinity = nn.Parameter(torch.zeros(n_side, n_side)) if n_side else None
         self.column_logits = nn.Parameter(torch.zeros(max_history))
         self.global_bias = nn.Parameter(torch.zeros(()))
         self.satiation_raw = nn.Parameter(torch.zeros(()))
@@ -100,6 +115,9 @@ class ResponseModel(nn.Module):
         if self.feature_map is not None:
             nn.init.normal_(self.feature_map.weight, std=0.05)
         nn.init.zeros_(self.column_logits)
+        if self.feature_transition is not None:
+            nn.init.zeros_(self.feature_transition)
+            nn.init.zeros_(self.feature_affinity)
         nn.init.constant_(self.global_bias, -1.0)
         nn.init.constant_(self.satiation_raw, -2.0)  # softplus -> 0.13
         nn.init.constant_(self.decay_raw, 1.0)  # sigmoid -> 0.73
@@ -143,6 +161,8 @@ class ResponseModel(nn.Module):
         pen = pen + w[:, 4 * d:].pow(2).sum() / std_bias ** 2
         if self.feature_map is not None:
             pen = pen + self.feature_map.weight.pow(2).sum() / std_features ** 2
+        if self.feature_transition is not None:
+            pen = pen + (self.feature_transition.pow(2).sum() + self.feature_affinity.pow(2).sum()) / std_features ** 2
         return pen
 
     # -- building blocks ------------------------------------------------------------------
@@ -153,9 +173,22 @@ class ResponseModel(nn.Module):
             out = out + self.feature_map(self.features[ids])
         return out
 
-    def item_table(self) -> Tensor:
-        """All item vectors, shape ``(M, 4d + 1)`` (cache it for fast simulation)."""
-        return self.item_vectors(torch.arange(self.n_items, device=self.item.weight.device))
+    def item_table(self) -> "ItemTables":
+        """All item vectors by role, contiguous, with the feature-level terms folded in (cache it
+        for fast simulation): ``q = [q | f]``, ``x = [x | f A]``, ``r = [r | f M]``, ``s = [s | f]``
+        so that ``<x, q>`` and ``<r, s>`` include the affinity and transition matrices."""
+        full = self.item_vectors(torch.arange(self.n_items, device=self.item.weight.device))
+        d = self.dim
+        q, x, r, s = full[:, :d], full[:, d:2 * d], full[:, 2 * d:3 * d], full[:, 3 * d:4 * d]
+        if self.feature_transition is not None:
+            f = self.similarity_basis
+            q, s = torch.cat([q, f], 1), torch.cat([s, f], 1)
+            x, r = torch.cat([x, f @ self.feature_affinity], 1), torch.cat([r, f @ self.feature_transition], 1)
+            z = f
+        else:
+            z = F.normalize(q.detach(), dim=-1)
+        return ItemTables(q=q.contiguous(), x=x.contiguous(), r=r.contiguous(), s=s.contiguous(),
+                          b=full[:, 4 * d].contiguous(), z=z.contiguous())
 
     def history_satiation(self, history: Tensor) -> Tensor:
         """gamma^age of every valid history column (0 at pads), shape ``(B, L)``."""
@@ -164,46 +197,47 @@ class ResponseModel(nn.Module):
         return torch.where(history >= 0, self.decay ** age, torch.zeros((), device=history.device))
 
     def forward(self, users: Tensor, history: Tensor, items: Tensor, satiation: Tensor | None = None,
-                table: Tensor | None = None) -> Tensor:
-        """Raw logits ``(B, K)`` (see the class docstring for shapes); ``table`` = a cached :meth:`item_table`."""
-        d = self.dim
+                tables: "ItemTables | None" = None) -> Tensor:
+        """Raw logits ``(B, K)`` (see the class docstring for shapes); ``tables`` = a cached :meth:`item_table`."""
+        t = tables if tables is not None else self.item_table()
         valid = history >= 0
         h = history.clamp_min(0)
-        vec = (lambda ids: table[ids]) if table is not None else self.item_vectors
-        cand = vec(items)  # (B, K, 4d+1)
-        hist = vec(h)  # (B, L, 4d+1)
-        q, s, b = cand[..., :d], cand[..., 3 * d:4 * d], cand[..., 4 * d]
+        q = t.q[items]  # (B, K, D)
         # learned recency profile over the valid columns
         L = history.shape[1]
         logits = self.column_logits[-L:].expand_as(history).masked_fill(~valid, -1e9)
         alpha = torch.softmax(logits, dim=1) * valid.any(dim=1, keepdim=True)
-        pooled = torch.einsum("bl,bld->bd", alpha, hist[..., d:2 * d])
-        taste = self.user(users) + pooled  # (B, d)
-        pref = torch.einsum("bd,bkd->bk", taste, q)
-        last_ok = valid[:, -1:].to(q.dtype)
-        trans = torch.einsum("bd,bkd->bk", hist[:, -1, 2 * d:3 * d], s) * last_ok
-        z = self.global_bias + b + pref + trans
+        taste = torch.einsum("bl,bld->bd", alpha, t.x[h])  # history part, (B, D)
+        taste = taste + F.pad(self.user(users), (0, taste.shape[1] - self.dim))
+        last = t.r[h[:, -1]] * valid[:, -1:].to(q.dtype)  # transition from the last click
+        z = self.global_bias + t.b[items] + torch.einsum("bd,bkd->bk", taste, q) + torch.einsum("bd,bkd->bk", last, t.s[items])
         if satiation is None:
             satiation = self.history_satiation(history)
-        sim, same = self.similarity(h, valid, items, q, table)
-        z = z - self.satiation_weight * torch.einsum("bl,blk->bk", satiation, sim)
-        z = z - self.repeat_weight * torch.einsum("bl,blk->bk", satiation, same)
-        return z
+        sim, same = self.similarity(h, valid, items, t.z)
+        return z - torch.einsum("bl,blk->bk", satiation, self.satiation_weight * sim + self.repeat_weight * same)
 
-    def similarity(self, h: Tensor, valid: Tensor, items: Tensor, q: Tensor,
-                   table: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Thresholded cosine ``sim(h_k, i)`` (1 for the same item) and ``[h_k = i]``, each ``(B, L, K)``."""
-        same = ((h[:, :, None] == items[:, None, :]) & valid[:, :, None]).to(q.dtype)
-        if self.similarity_basis is not None:
-            zh, zi = self.similarity_basis[h], self.similarity_basis[items]
-        else:  # no side features: cosine of the learned target vectors q
-            qh = table[h][..., : self.dim] if table is not None else self.item_vectors(h)[..., : self.dim]
-            zh = F.normalize(qh.detach(), dim=-1)
-            zi = F.normalize(q.detach(), dim=-1)
-        cos = torch.einsum("blf,bkf->blk", zh, zi)
+    def similarity(self, h: Tensor, valid: Tensor, items: Tensor, basis: Tensor) -> tuple[Tensor, Tensor]:
+        """Thresholded cosine ``sim(h_k, i)`` (1 for the same item) and ``[h_k = i]``, each ``(B, L, K)``;
+        ``basis``: unit-length item vectors ``(M, F)`` whose cosine defines similarity."""
+        same = ((h[:, :, None] == items[:, None, :]) & valid[:, :, None]).to(basis.dtype)
+        cos = torch.einsum("blf,bkf->blk", basis[h], basis[items])
         sim = torch.where(cos >= self.similarity_threshold, cos, torch.zeros((), device=cos.device))
-        sim = torch.maximum(sim, same) * valid[:, :, None].to(q.dtype)
-        return sim, same
+        return torch.maximum(sim, same) * valid[:, :, None].to(basis.dtype), same
+
+
+class ItemTables(NamedTuple):
+    """Every item's vectors by role (:meth:`ResponseModel.item_table`): ``q, x, r, s`` ``(M, D)``
+    (``D = d + F``, feature terms folded in), ``b`` ``(M,)``, similarity basis ``z`` ``(M, F)``."""
+
+    q: Tensor
+    x: Tensor
+    r: Tensor
+    s: Tensor
+    b: Tensor
+    z: Tensor
+
+    def to(self, device: torch.device | str) -> "ItemTables":
+        return ItemTables(*(t.to(device) for t in self))
 
 
 @dataclass
@@ -307,10 +341,11 @@ def score_pairs(model: ResponseModel, data: HeldOut, batch: int = 4096) -> np.nd
     """Raw logits of held-out pairs, shape (n,)."""
     model.eval()
     out = []
+    tables = model.item_table()
     for s in range(0, len(data.items), batch):
         sl = slice(s, s + batch)
         z = model(torch.from_numpy(data.users[sl]), torch.from_numpy(data.history[sl]),
-                  torch.from_numpy(data.items[sl])[:, None])
+                  torch.from_numpy(data.items[sl])[:, None], tables=tables)
         out.append(z[:, 0].numpy())
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
@@ -400,16 +435,13 @@ def fit_response_model(seq: SequenceData, clicks: ClickLog, cfg: SimulatorConfig
 
     users_t, hist_t, items_t = torch.from_numpy(users_np), torch.from_numpy(hist_np), torch.from_numpy(items_np)
     labels_t = torch.from_numpy(labels_np)
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     n = len(rows)
     steps_per_epoch = (n + cfg.batch_size - 1) // cfg.batch_size
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs * steps_per_epoch, 1))
     col_w = torch.tensor([1.0] + [w_s] * k)
     priors = (cfg.prior_std_user, cfg.prior_std_item, cfg.prior_std_item_context, cfg.prior_std_item_bias,
               cfg.prior_std_features)
-    history_log: list[dict] = []
-    best: tuple[float, int, dict | None] = (math.inf, 0, None)
-    for epoch in range(cfg.epochs):
+
+    def run_epoch(opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler) -> float:
         model.train()
         perm = torch.from_numpy(rng.permutation(n))
         neg = torch.from_numpy(train_sampler.sample(users_np, k, rng)) if k else torch.zeros((n, 0), dtype=torch.long)
@@ -418,7 +450,7 @@ def fit_response_model(seq: SequenceData, clicks: ClickLog, cfg: SimulatorConfig
             idx = perm[start:start + cfg.batch_size]
             cand = torch.cat([items_t[idx, None], neg[idx]], dim=1)
             y = torch.cat([labels_t[idx, None], torch.zeros(len(idx), k)], dim=1)
-            z = model(users_t[idx], hist_t[idx], cand)
+            z = model(users_t[idx], hist_t[idx], cand)  # one dense item table per step: cheaper than per-gather maps
             # the likelihood sums over every labelled pair of the row, so the priors weigh less
             # when each row carries sampled negatives too
             bce = (F.binary_cross_entropy_with_logits(z, y, reduction="none") * col_w).sum(1).mean()
@@ -428,10 +460,21 @@ def fit_response_model(seq: SequenceData, clicks: ClickLog, cfg: SimulatorConfig
             opt.step()
             sched.step()
             total += float(bce.detach()) * len(idx)
+        return total / max(n, 1)
+
+    def optimiser(epochs: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+        return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs * steps_per_epoch, 1))
+
+    opt, sched = optimiser(cfg.epochs)
+    history_log: list[dict] = []
+    best: tuple[float, int, dict | None] = (math.inf, 0, None)
+    for epoch in range(cfg.epochs):
+        train_bce = run_epoch(opt, sched)
         z_valid = score_pairs(model, valid)
         cal = Calibration.fit(z_valid, valid.labels, kind="temperature")
         v_loss = log_loss(cal.probability(torch.from_numpy(z_valid).double()).numpy(), valid.labels)
-        entry = {"epoch": epoch + 1, "train_bce": round(total / max(n, 1), 5), "valid_log_loss": round(v_loss, 5),
+        entry = {"epoch": epoch + 1, "train_bce": round(train_bce, 5), "valid_log_loss": round(v_loss, 5),
                  "valid_auc": _r5(_auc(z_valid, valid.labels))}
         history_log.append(entry)
         if on_epoch is not None:
@@ -445,7 +488,12 @@ def fit_response_model(seq: SequenceData, clicks: ClickLog, cfg: SimulatorConfig
     model.eval()
     z_valid = score_pairs(model, valid)
     calibration = Calibration.fit(z_valid, valid.labels, kind=cfg.calibration)
+    warnings = []
+    if calibration.kind == "temperature" and calibration.a < 0.05:
+        warnings.append(f"calibration slope {calibration.a:.3g}: the model barely ranks held-out clicks above "
+                        f"non-clicks, so P(click) is nearly constant (more data or epochs?)")
     info = {
+        "warnings": warnings,
         "model": repr(model), "rows": int(n), "sampled_negatives": k, "sampled_negative_weight": w_s,
         "real_negatives": real_neg, "calibration_protocol": valid.protocol,
         "calibration_set": "valid split" if isinstance(calib_split, str) else f"half of a random {cfg.holdout_fraction:g} of train events",

@@ -96,9 +96,9 @@ class UserSimulator:
 
     def _refresh(self) -> None:
         with torch.no_grad():
-            self._table = self.model.item_table()
+            self._tables = self.model.item_table()
             self._decay = float(self.model.decay)
-        dev = self._table.device
+        dev = self._tables.q.device
         self._positive = torch.zeros(max(len(self.behaviour_names), 1), dtype=torch.bool, device=dev)
         self._positive[self.positive_behaviours] = True
 
@@ -121,7 +121,7 @@ class UserSimulator:
 
     @property
     def device(self) -> torch.device:
-        return self._table.device
+        return self._tables.q.device
 
     def to(self, device: torch.device | str) -> "UserSimulator":
         """Move every tensor to ``device`` (returns self)."""
@@ -181,7 +181,7 @@ class UserSimulator:
         single = items.dim() == 1
         it = items[:, None] if single else items
         with torch.no_grad():
-            z = self.model(state.users, state.history, it, satiation=state.satiation, table=self._table)
+            z = self.model(state.users, state.history, it, satiation=state.satiation, tables=self._tables)
             p = self.calibration.probability(z)
         return p[:, 0] if single else p
 
@@ -260,6 +260,7 @@ class UserSimulator:
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "calibration": json.dumps(self.calibration.to_dict()),
             "outcomes": {k: v.cpu() for k, v in self.outcomes.state().items()},
+            "outcome_experts": self.outcomes.experts,
             "exit": json.dumps(self.exit_model.to_dict()),
             "info": json.dumps(self.info, default=str),
         }
@@ -273,6 +274,7 @@ class UserSimulator:
                 fh.write(b"SEQREC-SIM\n" + digest + b"\n" + data)
                 fh.flush()
                 os.fsync(fh.fileno())
+            os.chmod(tmp, 0o644)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -323,7 +325,8 @@ class UserSimulator:
             model.load_state_dict(sd)
             cal = json.loads(ck["calibration"])
             calibration = Calibration(kind=cal["kind"], a=cal["a"], b=cal["b"], x=cal["x"], y=cal["y"])
-            outcomes = OutcomeModel(**{k: ck["outcomes"][k] for k in ("behaviour", "value", "log_item", "log_user")})
+            outcomes = OutcomeModel(**{k: ck["outcomes"][k] for k in ("behaviour", "value", "log_item", "log_user")},
+                                    experts=ck["outcome_experts"])
             exit_model = ExitModel(**json.loads(ck["exit"]))
             sim = cls(model, calibration, outcomes, exit_model, config, ck["behaviour_names"], ck["positive_behaviours"],
                       dataset_key=ck.get("dataset_key"), info=json.loads(ck["info"]))
@@ -350,7 +353,7 @@ def fit_simulator(seq: SequenceData, config: SimulatorConfig | None = None, out_
     exit_model = fit_exit_model(seq, clicks.positive, config.session_gap_s, config.max_misses, config.default_exit_slope)
     positive_codes = sorted(set(np.unique(seq.behaviours[clicks.positive]).astype(int).tolist()))
     info = {"response": fit.info, "exit": exit_model.to_dict(), "outcomes": {
-        "n": outcomes.n_outcomes,
+        "n": outcomes.n_outcomes, "experts": outcomes.experts,
         "labels": [f"{seq.behaviour_names[int(b)]}={float(v):g}" for b, v in zip(outcomes.behaviour, outcomes.value)]},
         "dataset": {"key": seq.meta.get("key"), "source": seq.meta.get("source"), "n_users": seq.n_users,
                     "n_items": seq.n_items, "n_events": seq.n_events},

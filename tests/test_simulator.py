@@ -320,3 +320,28 @@ def test_exit_model_probability_shape():
     em = ExitModel(intercept=-2.0, slope=0.5)
     m = torch.tensor([[0, 1], [2, 3]])
     assert torch.allclose(em.probability(m), torch.sigmoid(-2.0 + 0.5 * m.float()))
+
+
+def test_plain_csv_log_without_features_or_negatives(tmp_path: Path):
+    """A generic (user, item, time) log: no side features, no real negatives, sessions from time gaps."""
+    rng = np.random.default_rng(0)
+    n_users, n_items, per_user = 40, 30, 25
+    users = np.repeat(np.arange(n_users), per_user)
+    items = (users * 7 + rng.integers(0, 8, users.size)) % n_items  # user-specific neighbourhoods
+    gaps = np.where(rng.random(users.size) < 0.15, 7200, 60)
+    ts = 1_000_000 + np.cumsum(gaps)
+    path = tmp_path / "log.csv"
+    path.write_text("user,item,time\n" + "\n".join(f"u{u},i{i},{t}" for u, i, t in zip(users, items, ts)) + "\n")
+    seq = prepare_dataset(path, columns="user=user,item=item,time=time", cache_dir=tmp_path / "cache")
+    assert seq.item_features is None
+    sim = fit_simulator(seq, SimulatorConfig(dim=8, max_history=10, epochs=5, n_negatives=4, batch_size=64))
+    assert sim.info["response"]["calibration_protocol"] == "sampled"
+    assert not sim.exit_model.slope_fitted and sim.exit_model.source.startswith("time gaps")
+    assert sim.info["response"]["repeat_penalty_fitted"] == (sim.info["response"]["repeat_rows"] >= 50)
+    state = _state(sim, seq, np.arange(8))
+    res = sim.step(state, torch.arange(8) % seq.n_items, torch.Generator().manual_seed(0))
+    assert res.values[res.clicks > 0].eq(1.0).all()  # no value column: every event is worth 1
+    near = sim.click_probability(state, state.history[:, -1])
+    fresh = sim.click_probability(SimState(**{**state.__dict__, "satiation": torch.zeros_like(state.satiation)}),
+                                  state.history[:, -1])
+    assert (near < fresh).all()  # satiation without side features: the same item counts as similar
