@@ -16,6 +16,7 @@ first calls from corrupting it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -149,13 +150,19 @@ def _truth_for(data: Path):
 
 
 def _headline(fidelity: dict) -> dict:
-    return {k: v for k, v in fidelity.items() if isinstance(v, (int, float, str))}
+    """The fidelity numbers worth a glance (the full report is fidelity.json)."""
+    click, truth = fidelity.get("click_model", {}), fidelity.get("ground_truth") or {}
+    picks = {"click_auc": click.get("auc"), "click_ece": click.get("ece"), "click_log_loss": click.get("log_loss"),
+             "spearman_click_vs_truth": truth.get("spearman_click"), "spearman_exit_vs_truth": truth.get("spearman_exit")}  # fmt: skip
+    return {k: v for k, v in picks.items() if isinstance(v, (int, float))}
 
 
 def default_bundle(progress: bool = True) -> Path:
     """The synthetic default bundle in the user cache, built on first use (about a minute)."""
     root = cache_root() / "bundles"
-    folder = root / DEFAULT_BUNDLE_NAME
+    # the name carries a hash of the default settings, so changed defaults build a new bundle
+    digest = hashlib.sha256(json.dumps(asdict(default_build_config()), sort_keys=True, default=str).encode()).hexdigest()[:10]
+    folder = root / f"{DEFAULT_BUNDLE_NAME}-{digest}"
     if (folder / "bundle.json").exists():
         return folder
     root.mkdir(parents=True, exist_ok=True)
