@@ -108,7 +108,7 @@ def run_evaluation(runs: list[Path], baselines: str, bundle: str | None, episode
 def demo_command(
     data: Optional[Path] = typer.Option(None, "--data", help="Run on this log instead of the synthetic default."),
     out: Path = typer.Option(Path("demo"), "--out", help="Folder for the bundle, the run and report.md."),
-    algo: str = typer.Option("ppo", "--algo", help="Agent to train."),
+    algo: str = typer.Option("maskable-ppo", "--algo", help="Agent to train (MaskablePPO never re-recommends a consumed item)."),
     timesteps: int = typer.Option(150_000, "--timesteps", help="Training steps (a few minutes on 2 cores)."),
     episodes: int = typer.Option(1000, "--episodes", help="Evaluation users per policy."),
     seed: int = typer.Option(0, "--seed", help="Seed of training and evaluation."),
@@ -125,7 +125,7 @@ def demo_command(
     console.print(f"bundle: {bundle} ({time.perf_counter() - t0:.0f} s)")
     console.rule(f"2/3 training {algo} for {timesteps:,} steps")
     cfg = TrainConfig(algo=algo, bundle=str(bundle), timesteps=timesteps, seed=seed, out=str(out / f"run-{algo}"),
-                      eval_freq=max(timesteps // 6, 1000), eval_episodes=200)  # fmt: skip
+                      eval_freq=max(timesteps // 6, 1000), eval_episodes=200, threads=2)  # fmt: skip
     run = train(cfg)
     console.rule(f"3/3 evaluating on {episodes} simulated users")
     results = run_evaluation([run], "all", str(bundle), episodes, seed, out)

@@ -155,9 +155,15 @@ class LinUCBPolicy:
             self._A, self._b = self.ridge * torch.eye(d), torch.zeros(d)
         A_inv = torch.linalg.inv(self._A)
         theta = A_inv @ self._b
-        z = self._z(sessions)  # (B, n_items, d)
-        bonus = torch.sqrt(torch.einsum("bnd,de,bne->bn", z, A_inv, z).clamp(min=0))
-        return _to_action(_ranked(z @ theta + self.alpha * bonus, sessions), sessions)
+        h = d // 2
+        x = torch.nn.functional.normalize(sessions.emb, dim=1)  # (B, h)
+        v = torch.nn.functional.normalize(sessions.item_emb, dim=1)  # (n, h)
+        mean = (x * theta[:h]) @ v.T + (v @ theta[h:])[None]  # θᵀ z_a for every (user, item)
+        # zᵀA⁻¹z with z = [x ⊙ v, v] is vᵀ C_x v, C_x = XPX + XQ + QᵀX + R (X = diag(x)): O(B·n·h²)
+        P, Q, R = A_inv[:h, :h], A_inv[:h, h:], A_inv[h:, h:]
+        C = x[:, :, None] * P * x[:, None, :] + x[:, :, None] * Q + Q.T[None] * x[:, None, :] + R  # (B, h, h)
+        bonus = torch.sqrt(torch.einsum("bnh,nh->bn", v @ C, v).clamp(min=0))  # (B, n)
+        return _to_action(_ranked(mean + self.alpha * bonus, sessions), sessions)
 
     def update(self, sessions: BatchedSessions, actions: np.ndarray, reward: np.ndarray) -> None:
         items = torch.as_tensor(np.asarray(actions).reshape(sessions.n, -1)[:, 0])
