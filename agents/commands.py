@@ -125,7 +125,7 @@ def demo_command(
     console.print(f"bundle: {bundle} ({time.perf_counter() - t0:.0f} s)")
     console.rule(f"2/3 training {algo} for {timesteps:,} steps")
     cfg = TrainConfig(algo=algo, bundle=str(bundle), timesteps=timesteps, seed=seed, out=str(out / f"run-{algo}"),
-                      eval_freq=max(timesteps // 6, 1000), eval_episodes=200, threads=2)  # fmt: skip
+                      eval_freq=max(timesteps // 6, 1000), eval_episodes=200, threads=1)  # fmt: skip
     run = train(cfg)
     console.rule(f"3/3 evaluating on {episodes} simulated users")
     results = run_evaluation([run], "all", str(bundle), episodes, seed, out)

@@ -40,8 +40,8 @@ class Args:
     """Comma-separated ENCODER[:FUSION] list."""
     threads: int = 1
     """torch threads for training and inference."""
-    seed: int = 0
-    """Pretraining seed."""
+    seeds: str = "0"
+    """Comma-separated pretraining seeds; with several, the table gives mean ± std over them."""
     epochs: int = 40
     """Maximum epochs per variant (early stopping on valid NDCG@10)."""
     batch_sizes: str = "1,64,256"
@@ -74,6 +74,19 @@ def throughput(encoder: SequenceEncoder, histories: torch.Tensor, batch: int, se
     return done / (time.perf_counter() - start)
 
 
+_KEPT = ("test", "valid", "best_epoch", "epochs", "seconds_per_epoch", "cpu_seconds_per_epoch", "time_to_best_s",
+         "time_to_best_cpu_s", "encoder_config", "pretrain_config")  # fmt: skip
+
+
+def _mean_std(values: list[float], fmt: str) -> str:
+    """``mean`` or ``mean ± std`` of ``values`` formatted with ``fmt``."""
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return format(mean, fmt)
+    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return f"{format(mean, fmt)} ± {format(std, fmt)}"
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     command = "python benchmarks/encoders.py " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
@@ -85,27 +98,36 @@ def main(argv: list[str] | None = None) -> dict:
     for spec in args.variants.split(","):
         encoder_kind, _, fusion = spec.partition(":")
         config = EncoderConfig(n_items=seq.n_items, encoder=encoder_kind, fusion=fusion or "parallel")  # type: ignore[arg-type]
-        train = PretrainConfig(epochs=args.epochs, seed=args.seed, threads=args.threads, tensorboard=False)
-        name = encoder_kind + (f" ({fusion})" if encoder_kind == "cnn+gnn" else "")
-        print(f"== {name}", flush=True)
-        metrics = pretrain(seq, config, train, args.out / spec.replace(":", "-").replace("+", "_"))
-        encoder = SequenceEncoder.load(metrics["checkpoint"], dataset_key=seq.meta["key"])
+        name = encoder_kind + (f" ({fusion or 'parallel'})" if encoder_kind == "cnn+gnn" else "")
+        runs = []
+        for seed in (int(x) for x in args.seeds.split(",")):
+            print(f"== {name}, seed {seed}", flush=True)
+            train = PretrainConfig(epochs=args.epochs, seed=seed, threads=args.threads, tensorboard=False)
+            runs.append(pretrain(seq, config, train, args.out / f"{spec.replace(':', '-').replace('+', '_')}-seed{seed}"))
+        encoder = SequenceEncoder.load(runs[0]["checkpoint"], dataset_key=seq.meta["key"])
         speed = {b: throughput(encoder, histories[:, -config.max_len :], b, args.seconds) for b in batch_sizes}
-        rows.append({"variant": name, "metrics": metrics, "throughput": speed})
+        rows.append({"variant": name, "runs": runs, "throughput": speed})
 
     date = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    n_seeds = len(args.seeds.split(","))
     lines = [
         f"Command: `{command}` — {date}, {args.threads} thread(s), {platform.processor() or platform.machine()}, "
-        f"dataset key `{seq.meta['key']}` ({seq.n_users} users, {seq.n_items} items, {seq.n_events} events).",
+        f"dataset key `{seq.meta['key']}` ({seq.n_users} users, {seq.n_items} items, {seq.n_events} events); "
+        + (f"mean ± std over seeds {args.seeds}." if n_seeds > 1 else f"seed {args.seeds}."),
         "",
-        "| variant | test NDCG@10 | test HR@10 | test MRR@10 | test NDCG@20 | test HR@20 | valid NDCG@10 | s/epoch | time to best valid (s) | best epoch / epochs |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| variant | test NDCG@10 | test HR@10 | test MRR@10 | test NDCG@20 | test HR@20 | valid NDCG@10 "
+        "| s/epoch (wall) | s/epoch (CPU) | time to best valid, wall / CPU (s) | best epoch / epochs |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        m, t = r["metrics"], r["metrics"]["test"]
+        runs = r["runs"]
+        cell = lambda get, fmt=".4f": _mean_std([get(m) for m in runs], fmt)  # noqa: E731
         lines.append(
-            f"| {r['variant']} | {t['ndcg@10']:.4f} | {t['hr@10']:.4f} | {t['mrr@10']:.4f} | {t['ndcg@20']:.4f} | {t['hr@20']:.4f} "
-            f"| {m['valid']['ndcg@10']:.4f} | {m['seconds_per_epoch']:.1f} | {m['time_to_best_s']:.0f} | {m['best_epoch']} / {m['epochs']} |"
+            f"| {r['variant']} | " + " | ".join(cell(lambda m, k=k: m["test"][k]) for k in ("ndcg@10", "hr@10", "mrr@10", "ndcg@20", "hr@20"))
+            + f" | {cell(lambda m: m['valid']['ndcg@10'])} | {cell(lambda m: m['seconds_per_epoch'], '.1f')} "
+            f"| {cell(lambda m: m['cpu_seconds_per_epoch'], '.1f')} "
+            f"| {cell(lambda m: m['time_to_best_s'], '.0f')} / {cell(lambda m: m['time_to_best_cpu_s'], '.0f')} "
+            f"| {', '.join(str(m['best_epoch']) + '/' + str(m['epochs']) for m in runs)} |"
         )
     lines += ["", "| variant | " + " | ".join(f"states/s @ batch {b}" for b in batch_sizes) + " |", "|---|" + "---|" * len(batch_sizes)]
     for r in rows:
@@ -115,8 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     result = {"command": command, "date": date, "threads": args.threads, "dataset_key": seq.meta["key"],
               "rows": [{"variant": r["variant"], "throughput": r["throughput"],
-                        **{k: r["metrics"][k] for k in ("test", "valid", "best_epoch", "epochs", "seconds_per_epoch", "time_to_best_s", "encoder_config", "pretrain_config")}}
-                       for r in rows]}  # fmt: skip
+                        "runs": [{k: m[k] for k in _KEPT} for m in r["runs"]]} for r in rows]}  # fmt: skip
     (args.out / "results.json").write_text(json.dumps(result, indent=2))
     (args.out / "table.md").write_text(table + "\n")
     return result

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 
 class TiledSimulator:
@@ -37,7 +38,7 @@ class TiledSimulator:
         return items % self.sim.n_items
 
     def initial_state(self, users, history, behaviours=None):
-        return self.sim.initial_state(users, history.clamp(max=self.sim.n_items - 1), behaviours)
+        return self.sim.initial_state(users, torch.where(history >= 0, history % self.sim.n_items, history), behaviours)
 
     def click_probability(self, state, items):
         return self.sim.click_probability(state, self._map(items))
@@ -85,6 +86,7 @@ def run_one(kind: str, n: int, bundle_path: str, seconds: float, threads: int) -
             bundle.encoder = SequenceEncoder(cfg).eval()
             bundle.simulator = TiledSimulator(bundle.simulator, n)
             bundle.seq.n_items = n
+            bundle.seq.items = bundle.seq.items % n  # logged histories stay inside the catalogue
             options = {"action_mode": "candidates", "n_candidates": 20}
         batch = 64 if kind == "candidates" else n
         venv = SeqRecVectorEnv(num_envs=batch, bundle=bundle, **options)
@@ -106,7 +108,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", required=True)
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:

@@ -2,7 +2,7 @@
 
 The ``candidates`` action mode retrieves K items per step for each user. Scoring the
 whole catalogue costs O(n_items) per step; an inverted-file index makes it
-O(sqrt(n_items)): k-means cuts the catalogue into ``2·sqrt(n)`` lists, balanced so that no
+O(sqrt(n_items)): k-means cuts the catalogue into ``4·sqrt(n)`` lists, balanced so that no
 list holds more than ``1.25×`` the mean (overflowing items move to their next-nearest
 centroid), stored as contiguous blocks; a query scores the centroids, then the items of
 the ``n_probe`` best lists. So step time barely grows from 1k to 1M items.
@@ -60,14 +60,14 @@ class InnerProductIndex:
     Shapes: ``search(queries (B, d), k) -> (B, k)`` item ids, best first.
     """
 
-    def __init__(self, items: Tensor, exact_below: int = 4096, n_probe: int = 4, seed: int = 0, kmeans_iters: int = 8):
+    def __init__(self, items: Tensor, exact_below: int = 4096, n_probe: int = 3, seed: int = 0, kmeans_iters: int = 8):
         self.items = items.float().contiguous()
         n = items.shape[0]
         self.exact = n <= exact_below
         if self.exact:
             return
         g = torch.Generator().manual_seed(seed)
-        n_lists = int(math.ceil(2 * math.sqrt(n)))
+        n_lists = int(math.ceil(4 * math.sqrt(n)))
         sample = self.items[torch.randperm(n, generator=g)[: min(n, 32 * n_lists)]]
         centroids = sample[torch.randperm(sample.shape[0], generator=g)[:n_lists]].clone()
         for _ in range(kmeans_iters):  # Lloyd's iterations on the sample
