@@ -118,7 +118,8 @@ class CausalCaserConv(nn.Module):
     (positions before the start are zero): each horizontal filter of height ``h`` is
     max-pooled over its ``L-h+1`` placements inside that window, and each vertical filter is
     a weighted sum over it. A linear map brings them back to ``d`` and they are added to the
-    input embedding (residual), so node features keep the item's identity.
+    input embedding (residual), so node features keep the item's identity; that map starts
+    at zero, so training starts from the plain embeddings and adds convolved features.
 
     Args:
         dim (int): embedding size ``d``.
@@ -135,6 +136,12 @@ class CausalCaserConv(nn.Module):
         super().__init__()
         self.filters = _CaserFilters(dim, window, n_horizontal, n_vertical)
         self.fc = nn.Linear(n_horizontal * window + n_vertical * dim, dim)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        self.filters.reset_parameters()
+        nn.init.zeros_(self.fc.weight)  # the residual starts at zero: node features = embeddings
+        nn.init.zeros_(self.fc.bias)
 
     def forward(self, e: Tensor) -> Tensor:
         f = self.filters

@@ -16,6 +16,7 @@ EncoderKind = Literal["cnn", "gnn", "cnn+gnn"]
 FusionKind = Literal["stacked", "parallel"]
 ENCODER_KINDS: tuple[str, ...] = ("cnn", "gnn", "cnn+gnn")
 FUSION_KINDS: tuple[str, ...] = ("stacked", "parallel")
+MixKind = Literal["gate", "concat"]
 
 
 @dataclass(frozen=True)
@@ -27,12 +28,16 @@ class EncoderConfig:
     dim: int = 64
     """Embedding size and state size (the env's observation size)."""
     max_len: int = 50
-    """Longest history read; longer inputs keep their last ``max_len`` items."""
+    """Longest history read; longer inputs keep their last ``max_len`` items. The GNN's
+    attention readout reads all of them."""
     encoder: EncoderKind = "cnn+gnn"
     """Which branches run: ``cnn`` (Caser-style), ``gnn`` (SR-GNN-style) or both."""
     fusion: FusionKind = "parallel"
     """``cnn+gnn`` only. ``stacked``: causal-CNN features of every position become the GNN's
     node features. ``parallel``: both branches read the item embeddings, then a gate mixes them."""
+    parallel_mix: MixKind = "gate"
+    """``parallel`` only: ``gate`` (z = σ(W[c; g]), state = z·c + (1-z)·g) or ``concat``
+    (state = W[c; g])."""
     cnn_window: int = 5
     """Caser window L: the CNN reads the last ``cnn_window`` items (``stacked``: kernel heights 1..L)."""
     n_horizontal: int = 16
@@ -41,8 +46,9 @@ class EncoderConfig:
     """Caser vertical filters (each a weighted sum of the window's embeddings)."""
     gnn_steps: int = 1
     """Gated graph propagation steps (SR-GNN uses 1)."""
-    gnn_len: int = 50
-    """The GNN reads the last ``gnn_len`` items (≤ ``max_len``); fewer is faster."""
+    gnn_len: int = 20
+    """The last ``gnn_len`` items (≤ ``max_len``) form the session graph and are propagated;
+    older ones enter the readout with their input embedding. Cost grows with it."""
     dropout: float = 0.3
     """Dropout on the input embeddings and on the fused state."""
     n_behaviours: int = 0
@@ -59,6 +65,8 @@ class EncoderConfig:
             raise SeqrecError(f"encoder must be one of {', '.join(ENCODER_KINDS)}, not {self.encoder!r}")
         if self.fusion not in FUSION_KINDS:
             raise SeqrecError(f"fusion must be stacked or parallel, not {self.fusion!r}")
+        if self.parallel_mix not in ("gate", "concat"):
+            raise SeqrecError(f"parallel_mix must be gate or concat, not {self.parallel_mix!r}")
         if self.dim < 1 or self.max_len < 1:
             raise SeqrecError(f"dim and max_len must be >= 1 (got dim={self.dim}, max_len={self.max_len})")
         if not 1 <= self.cnn_window <= self.max_len:
@@ -103,6 +111,8 @@ class PretrainConfig:
     """Training targets per step (every train target with its history is one example)."""
     lr: float = 2e-3
     """AdamW learning rate."""
+    lr_decay: bool = False
+    """Decay the learning rate linearly to ``lr / 10`` over ``epochs`` (per step)."""
     weight_decay: float = 1e-4
     """AdamW weight decay (decoupled)."""
     ema_decay: float | None = 0.995

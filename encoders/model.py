@@ -8,13 +8,17 @@ and ``EncoderConfig.fusion`` select:
 encoder        fusion      state
 =============  ==========  ==============================================================
 ``cnn``        –           Caser over the last ``cnn_window`` items
-``gnn``        –           SR-GNN over the last ``gnn_len`` items (graph + readout)
-``cnn+gnn``    parallel    both on the item embeddings; a learned gate mixes the two vectors
-``cnn+gnn``    stacked     causal Caser features of every position are the GNN's node features
+``gnn``        –           SR-GNN: graph of the last ``gnn_len`` items, attention readout
+                           over all ``max_len`` positions
+``cnn+gnn``    parallel    both on the item embeddings; a learned gate (or concat + linear,
+                           ``parallel_mix``) mixes the two vectors
+``cnn+gnn``    stacked     causal Caser features of every graph position are the GNN's node
+                           features (a zero-initialised residual on the embeddings)
 =============  ==========  ==============================================================
 
 Item embeddings are shared by input and output (tied): ``scores(state)`` are the logits
-``state @ item_embeddings().T + bias`` over the whole catalogue.
+``state @ item_embeddings().T + bias`` over the whole catalogue. Dropout (``dropout``) acts
+on the input embeddings and on the state, during training only.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from seqrec.data.errors import CheckpointError
 from seqrec.data.sequences import PAD
 from seqrec.encoders.cnn import CaserConv, CausalCaserConv
 from seqrec.encoders.config import EncoderConfig
+from seqrec.encoders.dropout import ByteDropout
 from seqrec.encoders.gnn import SessionGatedConv, SessionReadout
 from seqrec.encoders.graph import build_session_graph
 
@@ -66,7 +71,7 @@ class SequenceEncoder(nn.Module):
             self.register_buffer("item_features", torch.zeros(config.n_items, config.n_item_features))
             self.feature_projection = nn.Linear(config.n_item_features, d, bias=False)
         self.behaviour_embedding = nn.Embedding(config.n_behaviours + 1, d, padding_idx=0) if config.n_behaviours else None
-        self.input_dropout = nn.Dropout(config.dropout)
+        self.input_dropout = ByteDropout(config.dropout)
         stacked = config.encoder == "cnn+gnn" and config.fusion == "stacked"
         self.cnn: nn.Module | None = None
         if stacked:
@@ -75,10 +80,10 @@ class SequenceEncoder(nn.Module):
             self.cnn = CaserConv(d, config.cnn_window, config.n_horizontal, config.n_vertical, config.dropout)
         if config.uses_gnn:
             self.gnn = SessionGatedConv(d, config.gnn_steps)
-            self.readout = SessionReadout(d, config.gnn_len, config.positional)
+            self.readout = SessionReadout(d, config.max_len, config.positional)
         self.gate = nn.Linear(2 * d, d) if config.encoder == "cnn+gnn" and not stacked else None
-        self.state_dropout = nn.Dropout(config.dropout)
-        self._read_len = max(config.cnn_window if config.uses_cnn else 1, config.gnn_len if config.uses_gnn else 1)
+        self.state_dropout = ByteDropout(config.dropout)
+        self._read_len = max(config.cnn_window if config.uses_cnn else 1, config.max_len if config.uses_gnn else 1)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -126,57 +131,57 @@ class SequenceEncoder(nn.Module):
             raise ValueError(f"items must have shape (B, L), got {tuple(items.shape)}")
         cfg = self.config
         items = fit_length(items.long(), cfg.max_len)[:, -self._read_len :]  # only the columns a branch reads
-        # input dropout on the item table (n_items x d values, not B x L x d: CPU RNG is slow);
-        # every occurrence of an item in the batch shares its mask. Outputs use the clean table.
-        EL = getattr(self, "_element_dropout", False)
-        table = self._item_table() if EL else self.input_dropout(self._item_table())
         mask = items != PAD
-        emb = F.embedding(items + 1, table) * mask.unsqueeze(-1)  # (B, L, d), zeros at PAD
-        if EL:
-            emb = self.input_dropout(emb)
-        per_position = False
+        emb = F.embedding(items + 1, self._item_table())  # (B, L, d)
         if self.behaviour_embedding is not None and behaviours is not None:
             codes = fit_length(behaviours.long(), cfg.max_len)[:, -self._read_len :].clamp(min=-1, max=cfg.n_behaviours - 1)
             emb = emb + self.behaviour_embedding(torch.where(mask, codes + 1, 0))
-            per_position = True
+        emb = self.input_dropout(emb * mask.unsqueeze(-1))  # zeros at PAD
 
         if cfg.encoder == "cnn":
             state = self.cnn(emb[:, -cfg.cnn_window :])
         elif cfg.encoder == "gnn":
-            state = self._graph_state(items, emb if per_position else table)
+            state = self._graph_state(items, emb, emb)
         elif self.gate is None:  # stacked: per-position Caser features -> node features
-            state = self._graph_state(items, self.cnn(emb[:, -cfg.gnn_len :]) * mask[:, -cfg.gnn_len :].unsqueeze(-1))
+            context = cfg.gnn_len + cfg.cnn_window - 1  # the first graph position sees a full window
+            conv = self.cnn(emb[:, -context:])[:, -cfg.gnn_len :] * mask[:, -cfg.gnn_len :].unsqueeze(-1)
+            state = self._graph_state(items, conv, emb)
         else:  # parallel: both branches on the embeddings, gated mix
             conv = self.cnn(emb[:, -cfg.cnn_window :])
-            graph = self._graph_state(items, emb if per_position else table)
-            z = torch.sigmoid(self.gate(torch.cat([conv, graph], dim=-1)))
-            state = z * conv + (1 - z) * graph
+            graph = self._graph_state(items, emb, emb)
+            both = torch.cat([conv, graph], dim=-1)
+            if cfg.parallel_mix == "concat":
+                state = self.gate(both)
+            else:
+                z = torch.sigmoid(self.gate(both))
+                state = z * conv + (1 - z) * graph
         return self.state_dropout(state)
 
-    def _graph_state(self, items: Tensor, features: Tensor) -> Tensor:
-        """GNN branch on the last ``gnn_len`` items -> (B, d).
+    def _graph_state(self, items: Tensor, node_inputs: Tensor, emb: Tensor) -> Tensor:
+        """GNN branch -> (B, d).
+
+        The last ``gnn_len`` items form the session graph; the readout attends over all
+        ``max_len`` positions, older ones entering with their input embedding (no propagation).
 
         :param items: (B, L) ids, PAD = -1.
-        :param features: node inputs: either per-position features (B, L', d), of which the
-            last ``gnn_len`` are used, or an item table (n_items + 1, d) with the PAD row first.
+        :param node_inputs: per-position inputs of the graph, (B, L', d) with ``L' >= gnn_len``
+            (the last ``gnn_len`` are used); a node gets the mean over its positions.
+        :param emb: (B, L, d) input embeddings (zeros at PAD) for positions before the graph.
         """
         n = self.config.gnn_len
-        items = items[:, -n:]
-        graph = build_session_graph(items)
+        graph = build_session_graph(items[:, -n:])
         pos = graph.position_node
-        mask = pos >= 0
-        if features.dim() == 2:  # an item table: the node's item vector
-            x = features[graph.node_item + 1]
-        else:  # node features: mean of the features at the node's positions (repeats share a node)
-            features = features[:, -n:]
-            flat = pos[mask]
-            counts = torch.bincount(flat, minlength=graph.num_nodes).clamp(min=1).unsqueeze(-1)
-            x = features.new_zeros(graph.num_nodes, features.shape[-1]).index_add_(0, flat, features[mask]) / counts
+        in_graph = pos >= 0
+        flat = pos[in_graph]
+        counts = torch.bincount(flat, minlength=graph.num_nodes).clamp(min=1).unsqueeze(-1)
+        x = emb.new_zeros(graph.num_nodes, emb.shape[-1]).index_add_(0, flat, node_inputs[:, -n:][in_graph]) / counts
         h = self.gnn(x, graph.edge_index, graph.weight_in, graph.weight_out)
-        h = F.pad(h, (0, 0, 1, 0))  # row 0 = empty position / empty sequence
-        h_pos = h[pos + 1]  # (B, L, d), zeros at padding
+        h = F.pad(h, (0, 0, 1, 0))  # row 0 = padding position / empty sequence
+        h_pos = h[pos + 1]  # (B, gnn_len, d), zeros at padding
         h_last = h[graph.last_node + 1]
-        return self.readout(h_pos, mask, h_last)
+        if items.shape[1] > n:  # older positions: input embeddings
+            h_pos = torch.cat([emb[:, :-n], h_pos], dim=1)
+        return self.readout(h_pos, items != PAD, h_last)
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, path: str | Path, dataset_key: str | None = None) -> Path:

@@ -4,9 +4,12 @@ Training examples are *every* train target with its history (the prefix augmenta
 RecBole's sequential protocol): the target event at flat position ``p`` (split ``train``,
 not a user's first event) is predicted from the ``max_len`` events before it. The loss is
 the cross-entropy of the target over the full catalogue (softmax over all items, no
-sampled negatives); AdamW fits it; validation NDCG@10 (targets of split ``valid``, with
-their whole past as history) decides early stopping, and the best epoch's weights are kept
-and scored on the ``test`` targets.
+sampled negatives); AdamW fits it (optionally with a linear learning-rate decay), the
+output bias starting at the centred log-popularity of the items; validation NDCG@10
+(targets of split ``valid``, with their whole past as history) decides early stopping, and
+the best epoch's weights (or their exponential moving average, ``ema_decay``) are kept and
+scored on the ``test`` targets. Timings are recorded both as wall-clock and as process CPU
+time (the latter is what to compare on a machine shared with other jobs).
 
 Reads top to bottom: seeding → data → model → loop → checkpoint and ``metrics.json``.
 """
@@ -122,6 +125,8 @@ def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, o
         log_pop = torch.log1p(torch.from_numpy(seq.item_popularity(("train",))).float())
         encoder.item_bias.copy_(log_pop - log_pop.mean())
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    total_steps = train.epochs * n_batches
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - 0.9 * min(step / total_steps, 1.0)) if train.lr_decay else None
     # the model that is validated, tested and saved: the EMA of the weights, or the weights
     average = AveragedModel(encoder, multi_avg_fn=get_ema_multi_avg_fn(train.ema_decay), use_buffers=True) if train.ema_decay is not None else None
     scored: SequenceEncoder = average.module if average is not None else encoder  # type: ignore[assignment]
@@ -131,9 +136,9 @@ def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, o
     # LOOP
     history: list[dict] = []
     initial = evaluate(scored, seq, "valid", train.eval_batch_size)
-    best = {"epoch": 0, "valid": initial, "state": _copy_state(scored), "elapsed": 0.0}
+    best = {"epoch": 0, "valid": initial, "state": _copy_state(scored), "elapsed": 0.0, "cpu": 0.0}
     bad_epochs, train_seconds = 0, 0.0
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for epoch in range(1, train.epochs + 1):
         encoder.train()
         t0 = time.perf_counter()
@@ -146,14 +151,16 @@ def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, o
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if schedule is not None:
+                schedule.step()
             if average is not None:
                 average.update_parameters(encoder)
             total += loss.detach().item() * len(idx)
             progress.update(1)
         train_seconds += time.perf_counter() - t0
         valid = evaluate(scored, seq, "valid", train.eval_batch_size)
-        elapsed = time.perf_counter() - start
-        row = {"epoch": epoch, "loss": total / len(targets), "valid": valid, "epoch_seconds": time.perf_counter() - t0, "elapsed_s": elapsed}
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+        row = {"epoch": epoch, "loss": total / len(targets), "valid": valid, "epoch_seconds": time.perf_counter() - t0, "elapsed_s": elapsed, "cpu_s": cpu}
         history.append(row)
         progress.set_postfix(epoch=epoch, loss=f"{row['loss']:.3f}", ndcg10=f"{valid['ndcg@10']:.4f}", best=best["epoch"])
         if writer is not None:
@@ -162,7 +169,7 @@ def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, o
             for name in METRIC_NAMES:
                 writer.add_scalar(f"valid/{name}", valid[name], epoch)
         if valid["ndcg@10"] > best["valid"]["ndcg@10"]:
-            best = {"epoch": epoch, "valid": valid, "state": _copy_state(scored), "elapsed": elapsed}
+            best = {"epoch": epoch, "valid": valid, "state": _copy_state(scored), "elapsed": elapsed, "cpu": cpu}
             bad_epochs = 0
         else:
             bad_epochs += 1
@@ -177,6 +184,7 @@ def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, o
     dataset_key = seq.meta.get("key")
     checkpoint = encoder.save(out_dir / CHECKPOINT_NAME, dataset_key=dataset_key)
     n_epochs = len(history)
+    cpu_per_epoch = (history[-1]["cpu_s"] / n_epochs) if n_epochs else 0.0
     metrics = {
         "test": test,
         "valid": best["valid"],
@@ -185,7 +193,9 @@ def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, o
         "epochs": n_epochs,
         "seconds_per_epoch": round(sum(r["epoch_seconds"] for r in history) / max(n_epochs, 1), 3),
         "train_seconds_per_epoch": round(train_seconds / max(n_epochs, 1), 3),
+        "cpu_seconds_per_epoch": round(cpu_per_epoch, 3),
         "time_to_best_s": round(best["elapsed"], 3),
+        "time_to_best_cpu_s": round(best["cpu"], 3),
         "total_seconds": round(time.perf_counter() - start, 3),
         "threads": train.threads,
         "n_train_examples": int(len(targets)),

@@ -73,14 +73,15 @@ def test_session_graph_matches_python_reference(anywhere: bool) -> None:
 
 # ---------------------------------------------------------------------------- model API
 def small_config(encoder: str = "cnn+gnn", fusion: str = "parallel", **kw) -> EncoderConfig:
-    base = dict(n_items=30, dim=16, max_len=8, cnn_window=3, n_horizontal=4, n_vertical=2, gnn_len=8, dropout=0.2)
+    base = dict(n_items=30, dim=16, max_len=8, cnn_window=3, n_horizontal=4, n_vertical=2, gnn_len=6, dropout=0.2)
     return EncoderConfig(encoder=encoder, fusion=fusion, **{**base, **kw})  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("gnn_len", [8, 5])
 @pytest.mark.parametrize("encoder,fusion", VARIANTS)
-def test_forward_shapes_and_length_handling(encoder: str, fusion: str) -> None:
+def test_forward_shapes_and_length_handling(encoder: str, fusion: str, gnn_len: int) -> None:
     torch.manual_seed(0)
-    model = SequenceEncoder(small_config(encoder, fusion)).eval()
+    model = SequenceEncoder(small_config(encoder, fusion, gnn_len=gnn_len)).eval()
     items = random_histories(np.random.default_rng(1), 10, 8, n_items=30)
     items[0] = -1
     state = model(items)
@@ -213,3 +214,15 @@ def test_features_extractor_output_shape(tmp_path: Path) -> None:
     assert frozen(obs).shape == (5, 16) and not any(p.requires_grad for p in frozen.parameters())
     with pytest.raises(ValueError, match="Dict observation space"):
         SequenceFeaturesExtractor(spaces.Box(-1, 29, (length,)), config=small_config())  # type: ignore[arg-type]
+
+
+def test_byte_dropout_rate_and_eval_identity() -> None:
+    from seqrec.encoders.dropout import ByteDropout
+
+    torch.manual_seed(0)
+    layer = ByteDropout(0.3)
+    x = torch.ones(200, 500)
+    y = layer(x)
+    assert abs(float((y == 0).float().mean()) - 77 / 256) < 0.01
+    assert abs(float(y.mean()) - 1.0) < 0.02
+    assert torch.equal(layer.eval()(x), x)
