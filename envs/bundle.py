@@ -178,4 +178,4 @@ def default_bundle(progress: bool = True) -> Path:
 
 def default_build_config() -> BuildConfig:
     """Settings of the default bundle: small enough to build in about a minute on 2 cores."""
-    return BuildConfig(encoder={"max_len": 20, "gnn_len": 20}, pretrain=PretrainConfig(epochs=4, threads=2), simulator=SimulatorConfig())
+    return BuildConfig(encoder={"max_len": 20, "gnn_len": 20}, pretrain=PretrainConfig(epochs=4, threads=1), simulator=SimulatorConfig())
