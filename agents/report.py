@@ -43,7 +43,7 @@ def write_json(path: Path, data) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
     with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2, default=float)
+        json.dump(data, fh, indent=2, default=lambda x: float(x) if hasattr(x, "__float__") else str(x))
     os.replace(tmp, path)
 
 

@@ -9,9 +9,7 @@ evaluation), ``evaluations.npz`` (the learning curve) and ``final_model.zip``.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from seqrec.agents.report import write_json
 from seqrec.data.errors import CheckpointError, SeqrecError
 from seqrec.envs.bundle import load_bundle
 from seqrec.envs.sb3_vec import SB3VecEnv
@@ -170,13 +169,6 @@ def latest_checkpoint(run: Path) -> Path | None:
     return max(ckpts)[1] if ckpts else None
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2, default=str)
-    os.replace(tmp, path)
-
-
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
     """Train ``cfg.algo`` for ``cfg.timesteps`` steps; returns the run folder."""
     from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
@@ -188,7 +180,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         if saved is None:
             raise SeqrecError(f"{run}: nothing to resume (no config.json)")
         cfg = TrainConfig(**{**saved, "timesteps": cfg.timesteps})
-    _write_json_atomic(run / "config.json", asdict(cfg))
+    write_json(run / "config.json", asdict(cfg))
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
