@@ -49,16 +49,17 @@ def pretrain_command(
     encoder: str = typer.Option("cnn+gnn", "--encoder", help="cnn | gnn | cnn+gnn."),
     fusion: str = typer.Option("parallel", "--fusion", help="cnn+gnn only: stacked | parallel."),
     out: Path = typer.Option(Path("runs/encoder"), "--out", help="Output folder: encoder.pt, metrics.json, tb/."),
-    epochs: int = typer.Option(40, "--epochs", help="Maximum epochs (early stopping on valid NDCG@10)."),
+    epochs: int = typer.Option(15, "--epochs", help="Maximum epochs (early stopping on valid NDCG@10; the learning rate decays over them)."),
     max_len: int = typer.Option(50, "--max-len", help="Longest history read."),
     dim: int = typer.Option(64, "--dim", help="Embedding and state size."),
     cnn_window: int = typer.Option(5, "--cnn-window", help="Caser window L (last L items)."),
-    gnn_len: Optional[int] = typer.Option(None, "--gnn-len", help="The GNN reads the last N items (default: max-len)."),
+    gnn_len: int = typer.Option(10, "--gnn-len", help="The last N items form the session graph (the readout attends over all max-len)."),
     dropout: float = typer.Option(0.3, "--dropout", help="Dropout on item embeddings and the state."),
     item_features: bool = typer.Option(False, "--item-features/--no-item-features", help="Add item side features (e.g. genres)."),
     behaviours: bool = typer.Option(True, "--behaviours/--no-behaviours", help="Embed behaviour types when the log has more than one."),
     batch_size: int = typer.Option(512, "--batch-size", help="Training targets per step."),
-    lr: float = typer.Option(2e-3, "--lr", help="AdamW learning rate."),
+    lr: float = typer.Option(3e-3, "--lr", help="AdamW learning rate (decays linearly to lr/10 over --epochs)."),
+    lr_decay: bool = typer.Option(True, "--lr-decay/--no-lr-decay", help="Decay the learning rate linearly to lr/10 over --epochs."),
     weight_decay: float = typer.Option(1e-4, "--weight-decay", help="AdamW weight decay."),
     patience: int = typer.Option(5, "--patience", help="Early-stopping patience in epochs."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
@@ -78,10 +79,11 @@ def pretrain_command(
         raise SeqrecError(f"{data}: the dataset has no item side features (drop --item-features)")
     config = EncoderConfig(
         n_items=seq.n_items, dim=dim, max_len=max_len, encoder=encoder, fusion=fusion,  # type: ignore[arg-type]
-        cnn_window=min(cnn_window, max_len), gnn_len=gnn_len or max_len, dropout=dropout,
+        cnn_window=min(cnn_window, max_len), gnn_len=min(gnn_len, max_len), dropout=dropout,
         n_behaviours=len(seq.behaviour_names) if behaviours and len(seq.behaviour_names) > 1 else 0, n_item_features=n_features,
     )  # fmt: skip
-    train = PretrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, patience=patience, seed=seed, threads=threads)
+    train = PretrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                           patience=patience, seed=seed, threads=threads)  # fmt: skip
     metrics = pretrain(seq, config, train, out)
     if json_out:
         typer.echo(json.dumps({k: metrics[k] for k in ("test", "valid", "best_epoch", "epochs", "seconds_per_epoch", "time_to_best_s")}))

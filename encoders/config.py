@@ -46,7 +46,7 @@ class EncoderConfig:
     """Caser vertical filters (each a weighted sum of the window's embeddings)."""
     gnn_steps: int = 1
     """Gated graph propagation steps (SR-GNN uses 1)."""
-    gnn_len: int = 20
+    gnn_len: int = 10
     """The last ``gnn_len`` items (≤ ``max_len``) form the session graph and are propagated;
     older ones enter the readout with their input embedding. Cost grows with it."""
     dropout: float = 0.3
@@ -105,17 +105,18 @@ class EncoderConfig:
 class PretrainConfig:
     """How :func:`~seqrec.encoders.train.pretrain` fits the encoder (next-item prediction)."""
 
-    epochs: int = 40
-    """Upper bound on epochs (early stopping usually ends sooner)."""
+    epochs: int = 15
+    """Upper bound on epochs (early stopping may end sooner; with ``lr_decay`` the rate
+    reaches ``lr / 10`` at this epoch)."""
     batch_size: int = 512
     """Training targets per step (every train target with its history is one example)."""
-    lr: float = 2e-3
+    lr: float = 3e-3
     """AdamW learning rate."""
-    lr_decay: bool = False
+    lr_decay: bool = True
     """Decay the learning rate linearly to ``lr / 10`` over ``epochs`` (per step)."""
     weight_decay: float = 1e-4
     """AdamW weight decay (decoupled)."""
-    ema_decay: float | None = 0.995
+    ema_decay: float | None = None
     """Validate, test and save an exponential moving average of the weights (per step, this
     decay; ~1/(1-decay) steps of memory); smoother than the raw weights. None: raw weights."""
     patience: int = 5
