@@ -226,7 +226,7 @@ class SequenceEncoder(nn.Module):
         try:
             payload = torch.load(path, map_location=map_location, weights_only=True)
         except Exception as err:  # truncated zip, bad pickle, …
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            reason = str(err).strip().splitlines()[0].split(". ")[0] if str(err).strip() else type(err).__name__
             raise CheckpointError(f"{path}: encoder checkpoint is truncated or corrupted ({reason})") from None
         if not isinstance(payload, dict) or payload.get("kind") != "seqrec.encoders.SequenceEncoder":
             raise CheckpointError(f"{path}: not a seqrec encoder checkpoint")
