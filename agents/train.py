@@ -65,7 +65,15 @@ class TrainConfig:
     checkpoint_freq: int = 10_000
     """Save a resumable checkpoint every this many total steps."""
     net_arch: list[int] = field(default_factory=lambda: [128, 128])
-    """Hidden layers of the policy/value networks."""
+    """Hidden layers of the policy/value networks (the value network only, under ``policy_init="encoder"``)."""
+    policy_init: str = "encoder"
+    """``encoder``: PPO / A2C / MaskablePPO in item mode on embedding observations start
+    from the encoder's next-item policy — a linear policy head whose logits are the
+    encoder's catalogue scores divided by ``init_temperature`` — so the deterministic agent
+    is the greedy baseline at step 0 and RL only has to improve on it. ``random``: SB3's
+    default initialisation (an MLP head that starts uniform over the catalogue)."""
+    init_temperature: float = 1.0
+    """Softmax temperature of the encoder-initialised policy (exploration at the start)."""
     device: str = "cpu"
     """Torch device of the agent."""
     threads: int = 1
@@ -81,6 +89,16 @@ class TrainConfig:
         allowed = {"sac": ("continuous",), "td3": ("continuous",)}.get(self.algo, ("item", "candidates"))
         if self.action_mode not in allowed:
             raise SeqrecError(f"{self.algo} needs action_mode {' or '.join(allowed)}, not {self.action_mode!r}")
+        if self.policy_init not in ("encoder", "random"):
+            raise SeqrecError(f"policy_init must be 'encoder' or 'random', not {self.policy_init!r}")
+        if not self.init_temperature > 0:
+            raise SeqrecError(f"init_temperature must be > 0, not {self.init_temperature}")
+
+    @property
+    def warm_start(self) -> bool:
+        """Whether the policy head starts from the encoder's scores (see ``policy_init``)."""
+        return (self.policy_init == "encoder" and self.algo in ("ppo", "a2c", "maskable-ppo")
+                and self.action_mode == "item" and self.obs_mode == "embedding")
 
     @classmethod
     def from_sources(cls, file: str | Path | None, overrides: dict[str, Any]) -> "TrainConfig":
@@ -160,7 +178,30 @@ def build_model(cfg: TrainConfig, venv: SB3VecEnv, tb_dir: Path):
 
         kwargs["policy_kwargs"].update(features_extractor_class=EncoderFeaturesExtractor,
                                        features_extractor_kwargs={"encoder": load_bundle(cfg.bundle).encoder})  # fmt: skip
-    return cls(_policy_name(venv), venv, **kwargs)
+    if cfg.warm_start:
+        kwargs["policy_kwargs"]["net_arch"] = {"pi": [], "vf": list(cfg.net_arch)}
+    model = cls(_policy_name(venv), venv, **kwargs)
+    if cfg.warm_start:
+        init_policy_from_encoder(model.policy, load_bundle(cfg.bundle).encoder, cfg.init_temperature)
+    return model
+
+
+def init_policy_from_encoder(policy, encoder, temperature: float = 1.0) -> None:
+    """Set a linear policy head to the encoder's next-item scores.
+
+    The embedding observation is ``[state (d) | session features (2)]`` and the head maps it
+    to ``n_items`` logits, so weights ``[E | 0] / T`` and bias ``b / T`` (``E`` the encoder's
+    item embeddings ``(n_items, d)``, ``b`` its item bias) give exactly ``encoder.scores(state) / T``.
+    """
+    head = policy.action_net
+    with torch.no_grad():
+        emb, bias = encoder.item_embeddings().float(), encoder.item_bias.float()
+        n, d = emb.shape
+        if head.weight.shape != (n, d + 2):
+            raise SeqrecError(f"policy head {tuple(head.weight.shape)} does not match the encoder ({n} items, dim {d} + 2)")
+        head.weight.zero_()
+        head.weight[:, :d] = emb / temperature
+        head.bias.copy_(bias / temperature)
 
 
 def latest_checkpoint(run: Path) -> Path | None:

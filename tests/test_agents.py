@@ -48,6 +48,21 @@ def test_evaluation_is_deterministic_under_a_seed(tiny_bundle: Path) -> None:
     assert other["returns"] != first["returns"]
 
 
+def test_encoder_initialised_policy_starts_as_greedy(tiny_bundle: Path, tmp_path: Path) -> None:
+    from seqrec.agents.train import build_model, make_vec_env
+
+    bundle = load_bundle(tiny_bundle)
+    greedy = evaluate_policy(make_baseline("greedy"), bundle, {}, EvalConfig(episodes=48, seed=5))
+    for init in ("encoder", "random"):
+        cfg = TrainConfig(algo="maskable-ppo", bundle=str(tiny_bundle), n_envs=4, out=str(tmp_path / init), policy_init=init)
+        model = build_model(cfg, make_vec_env(cfg, 4, 0), tmp_path / "tb")
+        agent = evaluate_policy(SB3Policy(model), bundle, cfg.env_options(), EvalConfig(episodes=48, seed=5))
+        # step 0: the warm-started agent recommends exactly what greedy does, every step of every episode
+        assert (agent["returns"] == greedy["returns"] and agent["mean_length"] == greedy["mean_length"]) == (init == "encoder")
+    with pytest.raises(SeqrecError, match="policy_init"):
+        TrainConfig(algo="ppo", policy_init="pretrained")
+
+
 def test_oracle_beats_random(tiny_bundle: Path) -> None:
     bundle = load_bundle(tiny_bundle)
     res = {n: evaluate_policy(make_baseline(n), bundle, {}, EvalConfig(episodes=200, seed=0)) for n in ("random", "oracle")}
