@@ -37,7 +37,7 @@ class Args:
     out: Path = Path("runs/bench-encoders")
     """Folder for each variant's checkpoint and metrics, and results.json."""
     variants: str = "cnn,gnn,cnn+gnn:stacked,cnn+gnn:parallel"
-    """Comma-separated ENCODER[:FUSION] list."""
+    """Comma-separated ENCODER[:FUSION][@EPOCHS] list (``@EPOCHS`` overrides ``--epochs`` for that variant)."""
     threads: int = 1
     """torch threads for training and inference."""
     seeds: str = "0"
@@ -96,17 +96,19 @@ def main(argv: list[str] | None = None) -> dict:
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     rows = []
     for spec in args.variants.split(","):
+        spec, _, variant_epochs = spec.partition("@")
+        epochs = int(variant_epochs) if variant_epochs else args.epochs
         encoder_kind, _, fusion = spec.partition(":")
         config = EncoderConfig(n_items=seq.n_items, encoder=encoder_kind, fusion=fusion or "parallel")  # type: ignore[arg-type]
         name = encoder_kind + (f" ({fusion or 'parallel'})" if encoder_kind == "cnn+gnn" else "")
         runs = []
         for seed in (int(x) for x in args.seeds.split(",")):
-            print(f"== {name}, seed {seed}", flush=True)
-            train = PretrainConfig(epochs=args.epochs, seed=seed, threads=args.threads, tensorboard=False)
+            print(f"== {name}, seed {seed}, at most {epochs} epochs", flush=True)
+            train = PretrainConfig(epochs=epochs, seed=seed, threads=args.threads, progress=False, tensorboard=False)
             runs.append(pretrain(seq, config, train, args.out / f"{spec.replace(':', '-').replace('+', '_')}-seed{seed}"))
         encoder = SequenceEncoder.load(runs[0]["checkpoint"], dataset_key=seq.meta["key"])
         speed = {b: throughput(encoder, histories[:, -config.max_len :], b, args.seconds) for b in batch_sizes}
-        rows.append({"variant": name, "runs": runs, "throughput": speed})
+        rows.append({"variant": name + (f", {epochs} epochs" if epochs != args.epochs else ""), "runs": runs, "throughput": speed})
 
     date = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     n_seeds = len(args.seeds.split(","))

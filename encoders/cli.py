@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 
 from seqrec.data.errors import SeqrecError
+from seqrec.encoders.config import PretrainConfig
 
 app = typer.Typer(help="Sequence encoder: evaluate a pretrained checkpoint.", no_args_is_help=True)
 
@@ -61,6 +62,9 @@ def pretrain_command(
     lr: float = typer.Option(3e-3, "--lr", help="AdamW learning rate (decays linearly to lr/10 over --epochs)."),
     lr_decay: bool = typer.Option(True, "--lr-decay/--no-lr-decay", help="Decay the learning rate linearly to lr/10 over --epochs."),
     weight_decay: float = typer.Option(1e-4, "--weight-decay", help="AdamW weight decay."),
+    branch_loss: float = typer.Option(
+        PretrainConfig.branch_loss, "--branch-loss", help="cnn+gnn parallel: weight of each branch's own next-item loss (0 = off)."
+    ),
     patience: int = typer.Option(5, "--patience", help="Early-stopping patience in epochs."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     threads: int = typer.Option(1, "--threads", help="CPU threads for torch."),
@@ -70,7 +74,7 @@ def pretrain_command(
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object."),
 ) -> None:
     """Pretrain the sequence encoder by next-item prediction; report full-ranking test metrics."""
-    from seqrec.encoders.config import EncoderConfig, PretrainConfig
+    from seqrec.encoders.config import EncoderConfig
     from seqrec.encoders.train import METRICS_NAME, pretrain
 
     seq = _load_data(data, format, columns, sep)
@@ -83,7 +87,7 @@ def pretrain_command(
         n_behaviours=len(seq.behaviour_names) if behaviours and len(seq.behaviour_names) > 1 else 0, n_item_features=n_features,
     )  # fmt: skip
     train = PretrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
-                           patience=patience, seed=seed, threads=threads)  # fmt: skip
+                           branch_loss=branch_loss, patience=patience, seed=seed, threads=threads)  # fmt: skip
     metrics = pretrain(seq, config, train, out)
     if json_out:
         typer.echo(json.dumps({k: metrics[k] for k in ("test", "valid", "best_epoch", "epochs", "seconds_per_epoch", "time_to_best_s")}))

@@ -119,6 +119,10 @@ class PretrainConfig:
     ema_decay: float | None = None
     """Validate, test and save an exponential moving average of the weights (per step, this
     decay; ~1/(1-decay) steps of memory); smoother than the raw weights. None: raw weights."""
+    branch_loss: float = 0.5
+    """``cnn+gnn`` parallel only: weight of an auxiliary next-item cross-entropy on each
+    branch's own state (CNN and GNN, through the shared output layer), added to the loss
+    of the mixed state, so that each branch stays a good predictor on its own. 0 = off."""
     patience: int = 5
     """Stop after this many epochs without a better validation NDCG@10."""
     seed: int = 0
@@ -141,5 +145,7 @@ class PretrainConfig:
             raise SeqrecError(f"lr must be > 0 and weight_decay >= 0 (got lr={self.lr}, weight_decay={self.weight_decay})")
         if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
             raise SeqrecError(f"ema_decay must be in [0, 1) or None, not {self.ema_decay}")
+        if self.branch_loss < 0:
+            raise SeqrecError(f"branch_loss must be >= 0, not {self.branch_loss}")
         if self.patience < 1 or self.threads < 1:
             raise SeqrecError("patience and threads must be >= 1")

@@ -120,12 +120,22 @@ class SequenceEncoder(nn.Module):
 
     # ------------------------------------------------------------------ encoding
     def forward(self, items: Tensor, behaviours: Tensor | None = None) -> Tensor:
-        """Encode histories into states.
+        """Encode histories into states (see :meth:`forward_branches`).
 
         :param items: item ids, shape (B, L), left-padded with -1 (most recent item last).
         :param behaviours: behaviour codes, shape (B, L), -1 at padding; ignored unless
             ``config.n_behaviours > 0``.
         :return: states, shape (B, config.dim).
+        """
+        return self.forward_branches(items, behaviours)[0]
+
+    def forward_branches(self, items: Tensor, behaviours: Tensor | None = None) -> tuple[Tensor, list[Tensor]]:
+        """Encode histories; also return the parallel branches' own states.
+
+        :return: the state (B, dim) as :meth:`forward` gives it, and for ``cnn+gnn`` with
+            ``parallel`` fusion the CNN and GNN branch states ``[(B, dim), (B, dim)]`` before
+            the mix and before the state dropout (pretraining's ``branch_loss`` scores them);
+            an empty list for the other encoders.
         """
         if items.dim() != 2:
             raise ValueError(f"items must have shape (B, L), got {tuple(items.shape)}")
@@ -138,6 +148,7 @@ class SequenceEncoder(nn.Module):
             emb = emb + self.behaviour_embedding(torch.where(mask, codes + 1, 0))
         emb = self.input_dropout(emb * mask.unsqueeze(-1))  # zeros at PAD
 
+        branches: list[Tensor] = []
         if cfg.encoder == "cnn":
             state = self.cnn(emb[:, -cfg.cnn_window :])
         elif cfg.encoder == "gnn":
@@ -155,7 +166,8 @@ class SequenceEncoder(nn.Module):
             else:
                 z = torch.sigmoid(self.gate(both))
                 state = z * conv + (1 - z) * graph
-        return self.state_dropout(state)
+            branches = [conv, graph]
+        return self.state_dropout(state), branches
 
     def _graph_state(self, items: Tensor, node_inputs: Tensor, emb: Tensor) -> Tensor:
         """GNN branch -> (B, d).

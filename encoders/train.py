@@ -146,8 +146,11 @@ def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, o
         total = 0.0
         for b in range(n_batches):
             idx = order[b * train.batch_size : (b + 1) * train.batch_size]
-            logits = encoder.scores(encoder(items[idx], behaviours[idx]))
-            loss = F.cross_entropy(logits, targets[idx])
+            state, branches = encoder.forward_branches(items[idx], behaviours[idx])
+            loss = F.cross_entropy(encoder.scores(state), targets[idx])
+            if train.branch_loss > 0:  # each parallel branch also predicts the target alone
+                for branch in branches:
+                    loss = loss + train.branch_loss * F.cross_entropy(encoder.scores(encoder.state_dropout(branch)), targets[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -93,6 +93,21 @@ def test_forward_shapes_and_length_handling(encoder: str, fusion: str, gnn_len: 
     torch.testing.assert_close(model(longer), state)
 
 
+@pytest.mark.parametrize("encoder,fusion", VARIANTS)
+def test_forward_branches(encoder: str, fusion: str) -> None:
+    torch.manual_seed(0)
+    model = SequenceEncoder(small_config(encoder, fusion)).eval()
+    items = random_histories(np.random.default_rng(4), 5, 8, n_items=30)
+    state, branches = model.forward_branches(items)
+    torch.testing.assert_close(state, model(items))
+    if (encoder, fusion) == ("cnn+gnn", "parallel"):  # the gate mixes exactly these two states
+        assert [b.shape for b in branches] == [(5, 16), (5, 16)]
+        z = torch.sigmoid(model.gate(torch.cat(branches, dim=-1)))
+        torch.testing.assert_close(state, z * branches[0] + (1 - z) * branches[1])
+    else:
+        assert branches == []
+
+
 def test_behaviour_and_feature_inputs() -> None:
     torch.manual_seed(0)
     model = SequenceEncoder(small_config(n_behaviours=4, n_item_features=5)).eval()
