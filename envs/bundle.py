@@ -179,10 +179,12 @@ def default_bundle(progress: bool = True) -> Path:
 def default_build_config() -> BuildConfig:
     """Settings of the default bundle: small enough to build in about a minute on 2 cores.
 
-    The pretraining settings are pinned here rather than taken from
-    :class:`PretrainConfig`'s defaults (tuned for full runs on ML-100K): the default env
+    The encoder architecture and pretraining settings are pinned here rather than taken
+    from :class:`EncoderConfig` / :class:`PretrainConfig`'s defaults (tuned for full runs on ML-100K): the default env
     and the benchmarks recorded on it must not change when those are retuned. Four epochs
     at a constant rate with weight averaging (EMA) give the best short-budget encoder.
     """
-    pretrain = PretrainConfig(epochs=4, lr=2e-3, lr_decay=False, ema_decay=0.995, threads=1)
-    return BuildConfig(encoder={"max_len": 20, "gnn_len": 20}, pretrain=pretrain, simulator=SimulatorConfig())
+    encoder = {"dim": 64, "max_len": 20, "encoder": "cnn+gnn", "fusion": "parallel", "parallel_mix": "gate", "cnn_window": 5,
+               "n_horizontal": 16, "n_vertical": 4, "gnn_steps": 1, "gnn_len": 20, "dropout": 0.3, "positional": True}  # fmt: skip
+    pretrain = PretrainConfig(epochs=4, lr=2e-3, lr_decay=False, ema_decay=0.995, branch_loss=0.0, threads=1)
+    return BuildConfig(encoder=encoder, pretrain=pretrain, simulator=SimulatorConfig())
