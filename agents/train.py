@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -226,6 +226,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         if saved is None:
             raise SeqrecError(f"{run}: nothing to resume (no config.json)")
         cfg = TrainConfig(**{**saved, "timesteps": cfg.timesteps})
+    if cfg.bundle is None:  # record which bundle: the default one's name changes with its settings
+        from seqrec.envs.bundle import default_bundle
+
+        cfg = replace(cfg, bundle=str(default_bundle(progress=progress)))
     write_json(run / "config.json", asdict(cfg))
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
