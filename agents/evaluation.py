@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from seqrec.agents.policies import Policy
+from seqrec.data.threads import torch_threads
 from seqrec.envs.bundle import Bundle
 from seqrec.envs.vector_env import SeqRecVectorEnv
 
@@ -27,6 +28,8 @@ class EvalConfig:
     """Episode i is seeded ``seed + i``."""
     batch: int = 500
     """Episodes simulated at once."""
+    threads: int | None = 1
+    """torch CPU threads while evaluating (None: torch's default; see :mod:`seqrec.data.threads`)."""
 
 
 def _ild(emb: torch.Tensor, items: np.ndarray, alive: np.ndarray) -> np.ndarray:
@@ -45,6 +48,11 @@ def evaluate_policy(policy: Policy, bundle: Bundle, env_options: dict, config: E
     Metrics: mean return with a 95% CI, click-through rate, mean episode length
     (retention), catalogue coverage, intra-list diversity and novelty.
     """
+    with torch_threads(config.threads):
+        return _evaluate(policy, bundle, env_options, config)
+
+
+def _evaluate(policy: Policy, bundle: Bundle, env_options: dict, config: EvalConfig) -> dict:
     returns, lengths, clicks, ilds, shown_all, novelty = [], [], [], [], [], []
     pop = bundle.seq.item_popularity(("train",)).astype(np.float64)
     info_content = -np.log2((pop + 1) / (pop.sum() + len(pop)))

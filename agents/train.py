@@ -19,6 +19,7 @@ import torch
 
 from seqrec.agents.report import write_json
 from seqrec.data.errors import CheckpointError, SeqrecError
+from seqrec.data.threads import torch_threads
 from seqrec.envs.bundle import load_bundle
 from seqrec.envs.sb3_vec import SB3VecEnv
 from seqrec.envs.vector_env import SeqRecVectorEnv
@@ -216,9 +217,7 @@ def latest_checkpoint(run: Path) -> Path | None:
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
-    """Train ``cfg.algo`` for ``cfg.timesteps`` steps; returns the run folder."""
-    from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
-
+    """Train ``cfg.algo`` for ``cfg.timesteps`` steps on ``cfg.threads`` torch threads; returns the run folder."""
     run = Path(cfg.out)
     run.mkdir(parents=True, exist_ok=True)
     if resume:
@@ -231,7 +230,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
 
         cfg = replace(cfg, bundle=str(default_bundle(progress=progress)))
     write_json(run / "config.json", asdict(cfg))
-    torch.set_num_threads(cfg.threads)
+    with torch_threads(cfg.threads):
+        return _train(cfg, run, resume, progress)
+
+
+def _train(cfg: TrainConfig, run: Path, resume: bool, progress: bool) -> Path:
+    from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
+
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     cls = algorithm_class(cfg.algo)

@@ -31,6 +31,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from seqrec.data.errors import SeqrecError
 from seqrec.data.sequences import SequenceData
+from seqrec.data.threads import torch_threads
 from seqrec.encoders.config import EncoderConfig, PretrainConfig
 from seqrec.encoders.metrics import METRIC_NAMES, ranking_metrics, target_ranks
 from seqrec.encoders.model import SequenceEncoder
@@ -101,12 +102,8 @@ def pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, ou
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(train.threads)
-    try:
+    with torch_threads(train.threads):
         return _pretrain(seq, config, train, out_dir)
-    finally:
-        torch.set_num_threads(old_threads)
 
 
 def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, out_dir: Path) -> dict:

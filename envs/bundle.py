@@ -30,6 +30,7 @@ from filelock import FileLock
 from seqrec.data.errors import CheckpointError
 from seqrec.data.prepare import cache_root, prepare_dataset
 from seqrec.data.preprocess import PrepConfig
+from seqrec.data.threads import torch_threads
 from seqrec.data.sequences import SequenceData
 from seqrec.encoders.config import EncoderConfig, PretrainConfig
 from seqrec.encoders.model import SequenceEncoder
@@ -101,7 +102,11 @@ def build_bundle(data: str | Path, out: str | Path, config: BuildConfig = BuildC
     Built in a temporary sibling folder and renamed into place at the end, so an
     interrupted build never leaves a half-written bundle.
     """
-    out = Path(out)
+    with torch_threads(config.pretrain.threads):  # the simulator fit and the report too
+        return _build_bundle(data, Path(out), config, progress)
+
+
+def _build_bundle(data: str | Path, out: Path, config: BuildConfig, progress: bool) -> Path:
     t0 = time.perf_counter()
     seq = prepare_dataset(data, format=config.format, columns=config.columns, sep=config.sep, prep=config.prep)
     out.parent.mkdir(parents=True, exist_ok=True)

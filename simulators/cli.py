@@ -18,7 +18,7 @@ def fit_cmd(
     columns: Optional[str] = typer.Option(None, "--columns", help="Generic logs: user=COL,item=COL,time=COL[,behaviour=COL][,value=COL][,session=COL]."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs of the response model (default: SimulatorConfig.epochs; early stopping on held-out log-loss)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the fit and of the fidelity simulations."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's choice)."),
+    threads: int = typer.Option(1, "--threads", help="torch CPU threads (one is fastest for these small models on a shared machine)."),
     json_out: bool = typer.Option(False, "--json", help="Print the fidelity report as JSON instead of a table."),
 ) -> None:
     """Fit the click, outcome and exit models on DATA, then write the checkpoint and the fidelity report."""
@@ -33,8 +33,7 @@ def fit_cmd(
     from seqrec.simulators.fidelity import fidelity_report
     from seqrec.simulators.simulator import CHECKPOINT_NAME, fit_simulator
 
-    if threads is not None:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads)
     t0 = time.perf_counter()
     seq = prepare_dataset(data, format=format, columns=columns)
     config = SimulatorConfig(seed=seed) if epochs is None else SimulatorConfig(epochs=epochs, seed=seed)
