@@ -50,7 +50,7 @@ def pretrain_command(
     encoder: str = typer.Option("cnn+gnn", "--encoder", help="cnn | gnn | cnn+gnn."),
     fusion: str = typer.Option("parallel", "--fusion", help="cnn+gnn only: stacked | parallel."),
     out: Path = typer.Option(Path("runs/encoder"), "--out", help="Output folder: encoder.pt, metrics.json, tb/."),
-    epochs: int = typer.Option(15, "--epochs", help="Maximum epochs (early stopping on valid NDCG@10; the learning rate decays over them)."),
+    epochs: int = typer.Option(PretrainConfig.epochs, "--epochs", help="Maximum epochs (early stopping on valid NDCG@10; the learning rate decays over them)."),
     max_len: int = typer.Option(50, "--max-len", help="Longest history read."),
     dim: int = typer.Option(64, "--dim", help="Embedding and state size."),
     cnn_window: int = typer.Option(5, "--cnn-window", help="Caser window L (last L items)."),
