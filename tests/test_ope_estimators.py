@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -414,23 +413,3 @@ def test_check_ope_inputs_returns_arrays(hand):
 
 def test_repr_shows_hyperparameters():
     assert repr(SwitchDoublyRobust(lambda_=3)) == "SwitchDoublyRobust(lambda_=3.0, estimator_name='switch-dr')"
-
-
-@pytest.mark.slow
-def test_speed_at_100k_rounds_1000_actions():
-    rng = np.random.default_rng(0)
-    n, n_actions = 100_000, 1000
-    action_dist = rng.random((n, n_actions, 1))
-    action_dist /= action_dist.sum(axis=1, keepdims=True)
-    action = rng.integers(0, n_actions, n)
-    inputs = dict(
-        reward=rng.random(n),
-        action=action,
-        pscore=np.full(n, 1 / n_actions),
-        action_dist=action_dist,
-        estimated_rewards_by_reg_model=rng.random((n, n_actions, 1)),
-    )
-    for est in ALL_ESTIMATORS:
-        start = time.perf_counter()
-        est.estimate_policy_value(**inputs)
-        assert time.perf_counter() - start < 1.0, est.estimator_name
