@@ -22,6 +22,7 @@ from seqrec.data.errors import CheckpointError, SeqrecError
 from seqrec.data.threads import torch_threads
 from seqrec.envs.bundle import load_bundle
 from seqrec.envs.sb3_vec import SB3VecEnv
+from seqrec.envs.session import N_SESSION_FEATURES
 from seqrec.envs.vector_env import SeqRecVectorEnv
 
 ALGOS = ("ppo", "a2c", "dqn", "qrdqn", "sac", "td3", "maskable-ppo")
@@ -167,9 +168,8 @@ def build_model(cfg: TrainConfig, venv: SB3VecEnv, tb_dir: Path):
                               "gamma": cfg.gamma, "policy_kwargs": {"net_arch": list(cfg.net_arch)}}  # fmt: skip
     if cfg.learning_rate is not None:
         kwargs["learning_rate"] = cfg.learning_rate
-    elif cfg.algo in ("ppo", "maskable-ppo"):
-        kwargs["learning_rate"] = 1e-3
     if cfg.algo in ("ppo", "maskable-ppo"):
+        kwargs.setdefault("learning_rate", 1e-3)
         kwargs.update(n_steps=cfg.n_steps, batch_size=min(256, cfg.n_steps * cfg.n_envs), ent_coef=cfg.ent_coef)
     elif cfg.algo == "a2c":
         kwargs.update(n_steps=min(cfg.n_steps, 16), ent_coef=cfg.ent_coef)
@@ -195,16 +195,17 @@ def build_model(cfg: TrainConfig, venv: SB3VecEnv, tb_dir: Path):
 def init_policy_from_encoder(policy, encoder, temperature: float = 1.0) -> None:
     """Set a linear policy head to the encoder's next-item scores.
 
-    The embedding observation is ``[state (d) | session features (2)]`` and the head maps it
-    to ``n_items`` logits, so weights ``[E | 0] / T`` and bias ``b / T`` (``E`` the encoder's
+    The embedding observation is ``[state (d) | session features (N_SESSION_FEATURES)]`` and
+    the head maps it to ``n_items`` logits, so weights ``[E | 0] / T`` and bias ``b / T`` (``E`` the encoder's
     item embeddings ``(n_items, d)``, ``b`` its item bias) give exactly ``encoder.scores(state) / T``.
     """
     head = policy.action_net
     with torch.no_grad():
         emb, bias = encoder.item_embeddings().float(), encoder.item_bias.float()
         n, d = emb.shape
-        if head.weight.shape != (n, d + 2):
-            raise SeqrecError(f"policy head {tuple(head.weight.shape)} does not match the encoder ({n} items, dim {d} + 2)")
+        if head.weight.shape != (n, d + N_SESSION_FEATURES):
+            raise SeqrecError(f"policy head {tuple(head.weight.shape)} does not match the encoder "
+                              f"({n} items, dim {d} + {N_SESSION_FEATURES} session features)")
         head.weight.zero_()
         head.weight[:, :d] = emb / temperature
         head.bias.copy_(bias / temperature)
