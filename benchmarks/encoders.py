@@ -27,7 +27,8 @@ import torch
 from seqrec.data.prepare import prepare_dataset
 from seqrec.encoders.config import EncoderConfig, PretrainConfig
 from seqrec.encoders.model import SequenceEncoder
-from seqrec.encoders.train import pretrain, split_examples
+from seqrec.encoders.metrics import target_ranks
+from seqrec.encoders.train import METRICS_NAME, pretrain, split_examples
 
 
 @dataclass
@@ -42,12 +43,20 @@ class Args:
     """torch threads for training and inference."""
     seeds: str = "0"
     """Comma-separated pretraining seeds; with several, the table gives mean ± std over them."""
-    epochs: int = 13
+    epochs: int = PretrainConfig.epochs
     """Maximum epochs per variant (early stopping on valid NDCG@10; the learning rate decays over them)."""
     batch_sizes: str = "1,64,256"
     """Inference batch sizes for the throughput measurement."""
     seconds: float = 2.0
     """Time spent per throughput measurement."""
+    paired: str = ""
+    """``A/B`` variant specs (e.g. ``cnn+gnn:parallel/gnn``, both in ``--variants``): paired
+    comparison on the same test users and seeds, with bootstrap confidence intervals."""
+    reuse: bool = False
+    """Reuse a seed's run when its folder under ``--out`` already holds ``metrics.json``
+    (re-tabulate or compare finished runs without training again)."""
+    n_boot: int = 10000
+    """Bootstrap resamples of the paired comparison."""
 
 
 def parse_args(argv: list[str]) -> Args:
@@ -55,7 +64,10 @@ def parse_args(argv: list[str]) -> Args:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name, default in asdict(Args()).items():
-        parser.add_argument("--" + name.replace("_", "-"), type=type(default), default=default)
+        if isinstance(default, bool):
+            parser.add_argument("--" + name.replace("_", "-"), action=argparse.BooleanOptionalAction, default=default)
+        else:
+            parser.add_argument("--" + name.replace("_", "-"), type=type(default), default=default)
     return Args(**vars(parser.parse_args(argv)))
 
 
@@ -74,6 +86,52 @@ def throughput(encoder: SequenceEncoder, histories: torch.Tensor, batch: int, se
     return done / (time.perf_counter() - start)
 
 
+@torch.no_grad()
+def test_ranks(checkpoint: str | Path, seq) -> torch.Tensor:
+    """1-based full-catalogue rank of every test target, shape (n_test,), in split order."""
+    encoder = SequenceEncoder.load(checkpoint, dataset_key=seq.meta["key"])
+    items, behaviours, targets = split_examples(seq, "test", encoder.config.max_len)
+    return torch.cat([target_ranks(encoder.scores(encoder(items[i : i + 1024], behaviours[i : i + 1024])), targets[i : i + 1024])
+                      for i in range(0, len(targets), 1024)])  # fmt: skip
+
+
+def paired_comparison(ranks_a: torch.Tensor, ranks_b: torch.Tensor, n_boot: int = 10000, seed: int = 0) -> dict:
+    """Paired comparison of two variants trained with the same seeds, on the same test users.
+
+    :param ranks_a: test ranks of variant A, shape (S, U): S seeds (row s of both is seed s), U users.
+    :param ranks_b: the same for variant B.
+    :return: per metric (``ndcg@10``, ``hr@10``): the mean per-user difference A - B pooled over
+        seeds and users, the per-seed differences, and two 95 % percentile-bootstrap intervals:
+        ``ci_users`` resamples users (the same users for every seed: the test set's sampling
+        noise given these trained models), ``ci_seeds_users`` resamples seeds and users (also
+        the training noise; coarse with few seeds); ``p_le_0`` is the fraction of the latter's
+        resamples with a difference <= 0.
+    """
+    if ranks_a.shape != ranks_b.shape or ranks_a.dim() != 2:
+        raise ValueError(f"ranks must both have shape (seeds, users), got {tuple(ranks_a.shape)} and {tuple(ranks_b.shape)}")
+    gen = torch.Generator().manual_seed(seed)
+    n_seeds, n_users = ranks_a.shape
+    users = torch.randint(0, n_users, (n_boot, n_users), generator=gen)
+    seeds = torch.randint(0, n_seeds, (n_boot, n_seeds), generator=gen)
+    out: dict = {"seeds": n_seeds, "users": n_users, "n_boot": n_boot}
+    for name in ("ndcg@10", "hr@10"):
+        per_user = lambda r: (r <= 10).double() / (torch.log2(r.double() + 1) if name == "ndcg@10" else 1.0)  # noqa: E731
+        diff = per_user(ranks_a) - per_user(ranks_b)  # (S, U)
+        boot_users = diff[:, users].mean(dim=(0, 2))  # (n_boot,)
+        boot_both = diff[seeds.unsqueeze(-1), users.unsqueeze(1)].mean(dim=(1, 2))
+        quantiles = torch.tensor([0.025, 0.975], dtype=torch.float64)
+        out[name] = {
+            "mean_a": float(per_user(ranks_a).mean()),
+            "mean_b": float(per_user(ranks_b).mean()),
+            "diff": float(diff.mean()),
+            "per_seed": [round(float(d), 4) for d in diff.mean(dim=1)],
+            "ci_users": [float(q) for q in boot_users.quantile(quantiles)],
+            "ci_seeds_users": [float(q) for q in boot_both.quantile(quantiles)],
+            "p_le_0": float((boot_both <= 0).double().mean()),
+        }
+    return out
+
+
 _KEPT = ("test", "valid", "best_epoch", "epochs", "seconds_per_epoch", "cpu_seconds_per_epoch", "time_to_best_s",
          "time_to_best_cpu_s", "encoder_config", "pretrain_config")  # fmt: skip
 
@@ -85,6 +143,11 @@ def _mean_std(values: list[float], fmt: str) -> str:
         return format(mean, fmt)
     std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
     return f"{format(mean, fmt)} ± {format(std, fmt)}"
+
+
+def _run_dir(out: Path, spec: str, seed: int) -> Path:
+    """Folder of one variant's run: ``OUT/cnn_gnn-parallel-seed0`` for ``cnn+gnn:parallel``."""
+    return out / f"{spec.partition('@')[0].replace(':', '-').replace('+', '_')}-seed{seed}"
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -104,8 +167,12 @@ def main(argv: list[str] | None = None) -> dict:
         runs = []
         for seed in (int(x) for x in args.seeds.split(",")):
             print(f"== {name}, seed {seed}, at most {epochs} epochs", flush=True)
+            run_dir = _run_dir(args.out, spec, seed)
+            if args.reuse and (run_dir / METRICS_NAME).is_file():
+                runs.append(json.loads((run_dir / METRICS_NAME).read_text()))
+                continue
             train = PretrainConfig(epochs=epochs, seed=seed, threads=args.threads, progress=False, tensorboard=False)
-            runs.append(pretrain(seq, config, train, args.out / f"{spec.replace(':', '-').replace('+', '_')}-seed{seed}"))
+            runs.append(pretrain(seq, config, train, run_dir))
         encoder = SequenceEncoder.load(runs[0]["checkpoint"], dataset_key=seq.meta["key"])
         speed = {b: throughput(encoder, histories[:, -config.max_len :], b, args.seconds) for b in batch_sizes}
         rows.append({"variant": name + (f", {epochs} epochs" if epochs != args.epochs else ""), "runs": runs, "throughput": speed})
@@ -134,12 +201,27 @@ def main(argv: list[str] | None = None) -> dict:
     lines += ["", "| variant | " + " | ".join(f"states/s @ batch {b}" for b in batch_sizes) + " |", "|---|" + "---|" * len(batch_sizes)]
     for r in rows:
         lines.append(f"| {r['variant']} | " + " | ".join(f"{r['throughput'][b]:,.0f}" for b in batch_sizes) + " |")
+    paired = None
+    if args.paired:
+        spec_a, _, spec_b = args.paired.partition("/")
+        seeds = [int(x) for x in args.seeds.split(",")]
+        ranks = {spec: torch.stack([test_ranks(_run_dir(args.out, spec, s) / "encoder.pt", seq) for s in seeds]) for spec in (spec_a, spec_b)}
+        paired = paired_comparison(ranks[spec_a], ranks[spec_b], args.n_boot)
+        lines += ["", f"Paired: {spec_a} − {spec_b}, seeds {args.seeds}, {paired['users']} test users each "
+                  f"({args.n_boot} bootstrap resamples):", "",
+                  "| metric | A | B | A − B | per seed | 95 % CI (users) | 95 % CI (seeds × users) | P(A − B ≤ 0) |",
+                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for name in ("ndcg@10", "hr@10"):
+            p = paired[name]
+            lines.append(f"| {name} | {p['mean_a']:.4f} | {p['mean_b']:.4f} | {p['diff']:+.4f} | {', '.join(f'{d:+.4f}' for d in p['per_seed'])} "
+                         f"| [{p['ci_users'][0]:+.4f}, {p['ci_users'][1]:+.4f}] | [{p['ci_seeds_users'][0]:+.4f}, {p['ci_seeds_users'][1]:+.4f}] "
+                         f"| {p['p_le_0']:.3f} |")  # fmt: skip
     table = "\n".join(lines)
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     result = {"command": command, "date": date, "threads": args.threads, "dataset_key": seq.meta["key"],
               "rows": [{"variant": r["variant"], "throughput": r["throughput"],
-                        "runs": [{k: m[k] for k in _KEPT} for m in r["runs"]]} for r in rows]}  # fmt: skip
+                        "runs": [{k: m[k] for k in _KEPT} for m in r["runs"]]} for r in rows], "paired": paired}  # fmt: skip
     (args.out / "results.json").write_text(json.dumps(result, indent=2))
     (args.out / "table.md").write_text(table + "\n")
     return result

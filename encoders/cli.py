@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 
 from seqrec.data.errors import SeqrecError
-from seqrec.encoders.config import PretrainConfig
+from seqrec.encoders.config import EncoderConfig, PretrainConfig
 
 app = typer.Typer(help="Sequence encoder: evaluate a pretrained checkpoint.", no_args_is_help=True)
 
@@ -55,6 +55,7 @@ def pretrain_command(
     dim: int = typer.Option(64, "--dim", help="Embedding and state size."),
     cnn_window: int = typer.Option(5, "--cnn-window", help="Caser window L (last L items)."),
     gnn_len: int = typer.Option(10, "--gnn-len", help="The last N items form the session graph (the readout attends over all max-len)."),
+    attention_dim: int = typer.Option(EncoderConfig.attention_dim, "--attention-dim", help="Hidden size of the GNN readout's attention score (0 = --dim)."),
     dropout: float = typer.Option(0.3, "--dropout", help="Dropout on item embeddings and the state."),
     item_features: bool = typer.Option(False, "--item-features/--no-item-features", help="Add item side features (e.g. genres)."),
     behaviours: bool = typer.Option(True, "--behaviours/--no-behaviours", help="Embed behaviour types when the log has more than one."),
@@ -83,7 +84,7 @@ def pretrain_command(
         raise SeqrecError(f"{data}: the dataset has no item side features (drop --item-features)")
     config = EncoderConfig(
         n_items=seq.n_items, dim=dim, max_len=max_len, encoder=encoder, fusion=fusion,  # type: ignore[arg-type]
-        cnn_window=min(cnn_window, max_len), gnn_len=min(gnn_len, max_len), dropout=dropout,
+        cnn_window=min(cnn_window, max_len), gnn_len=min(gnn_len, max_len), dropout=dropout, attention_dim=attention_dim,
         n_behaviours=len(seq.behaviour_names) if behaviours and len(seq.behaviour_names) > 1 else 0, n_item_features=n_features,
     )  # fmt: skip
     train = PretrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seqrec.encoders.dropout import ByteDropout
+
 
 class _CaserFilters(nn.Module):
     """Horizontal and vertical Caser filters for window ``L``; shared by both forms."""
@@ -92,7 +94,7 @@ class CaserConv(nn.Module):
     def __init__(self, dim: int, window: int, n_horizontal: int, n_vertical: int, dropout: float = 0.0):
         super().__init__()
         self.filters = _CaserFilters(dim, window, n_horizontal, n_vertical)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = ByteDropout(dropout)  # nn.Dropout's bernoulli_ costs ~2 ms per batch of 512 on CPU
         self.fc1 = nn.Linear(n_horizontal * window + n_vertical * dim, dim)
         self.fc2 = nn.Linear(dim, dim)
 

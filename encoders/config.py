@@ -57,6 +57,9 @@ class EncoderConfig:
     """Width of item side features (e.g. 19 MovieLens genres) projected into the embedding; 0 = none."""
     positional: bool = True
     """Add learned recency-position embeddings to the GNN readout's attention (position-aware readout)."""
+    attention_dim: int = 0
+    """Hidden size of the GNN readout's attention score (0 = ``dim``). That score runs over all
+    ``max_len`` positions of every history and is the largest cost of a training step."""
 
     def __post_init__(self) -> None:
         if self.n_items < 1:
@@ -77,6 +80,8 @@ class EncoderConfig:
             raise SeqrecError("gnn_steps and n_horizontal must be >= 1 and n_vertical >= 0")
         if not 0.0 <= self.dropout < 1.0:
             raise SeqrecError(f"dropout must be in [0, 1), not {self.dropout}")
+        if self.attention_dim < 0:
+            raise SeqrecError(f"attention_dim must be >= 0 (0 = dim), not {self.attention_dim}")
         if self.n_behaviours < 0 or self.n_item_features < 0:
             raise SeqrecError("n_behaviours and n_item_features must be >= 0")
 

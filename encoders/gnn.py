@@ -84,19 +84,23 @@ class SessionReadout(nn.Module):
         dim (int): state size.
         max_len (int): positions read (size of the position table).
         positional (bool, optional): add recency-position embeddings. (default: :obj:`True`)
+        attention_dim (int, optional): hidden size of the attention score (rows of
+            :math:`\mathbf{W}_1, \mathbf{W}_2`, size of :math:`\mathbf{q}, \mathbf{p}`); the
+            score's cost over the ``(B, L)`` positions is proportional to it. (default: ``dim``)
 
     Shapes:
         - **input:** ``h`` :math:`(B, L, d)`, ``mask`` :math:`(B, L)` bool, ``h_last`` :math:`(B, d)`
         - **output:** :math:`(B, d)`
     """
 
-    def __init__(self, dim: int, max_len: int, positional: bool = True):
+    def __init__(self, dim: int, max_len: int, positional: bool = True, attention_dim: int | None = None):
         super().__init__()
         self.dim, self.max_len, self.positional = dim, max_len, positional
-        self.w_last = nn.Linear(dim, dim)
-        self.w_node = nn.Linear(dim, dim, bias=False)
-        self.q = nn.Linear(dim, 1, bias=False)
-        self.position = nn.Embedding(max_len, dim) if positional else None
+        self.attention_dim = a = attention_dim or dim
+        self.w_last = nn.Linear(dim, a)
+        self.w_node = nn.Linear(dim, a, bias=False)
+        self.q = nn.Linear(a, 1, bias=False)
+        self.position = nn.Embedding(max_len, a) if positional else None
         self.out = nn.Linear(2 * dim, dim, bias=False)
         self.reset_parameters()
 
@@ -110,12 +114,15 @@ class SessionReadout(nn.Module):
         length = h.shape[1]
         if length > self.max_len:
             raise ValueError(f"readout built for {self.max_len} positions, got {length}")
-        key = self.w_node(h) + self.w_last(h_last).unsqueeze(1)
+        # (B, L, d) passes dominate this module on CPU: the additions go in place into the
+        # matmul's output (its backward does not need it) and the pooling is one bmm
+        key = self.w_node(h)
+        key.add_(self.w_last(h_last).unsqueeze(1))
         if self.position is not None:  # recency: the last column is position 0
-            key = key + self.position.weight[:length].flip(0).unsqueeze(0)
+            key.add_(self.position.weight[:length].flip(0).unsqueeze(0))
         alpha = self.q(torch.sigmoid(key)) * mask.unsqueeze(-1)  # (B, L, 1)
-        s_global = (alpha * h).sum(dim=1)
+        s_global = torch.bmm(alpha.transpose(1, 2), h).squeeze(1)  # (B, d)
         return self.out(torch.cat([h_last, s_global], dim=-1))
 
     def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({self.dim}, max_len={self.max_len}, positional={self.positional})"
+        return f"{self.__class__.__name__}({self.dim}, max_len={self.max_len}, positional={self.positional}, attention_dim={self.attention_dim})"

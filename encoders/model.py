@@ -80,10 +80,15 @@ class SequenceEncoder(nn.Module):
             self.cnn = CaserConv(d, config.cnn_window, config.n_horizontal, config.n_vertical, config.dropout)
         if config.uses_gnn:
             self.gnn = SessionGatedConv(d, config.gnn_steps)
-            self.readout = SessionReadout(d, config.max_len, config.positional)
+            self.readout = SessionReadout(d, config.max_len, config.positional, config.attention_dim or None)
         self.gate = nn.Linear(2 * d, d) if config.encoder == "cnn+gnn" and not stacked else None
         self.state_dropout = ByteDropout(config.dropout)
         self._read_len = max(config.cnn_window if config.uses_cnn else 1, config.max_len if config.uses_gnn else 1)
+        # columns the CNN or the graph read (the rest only feed the readout's attention)
+        self._recent_len = max(
+            config.cnn_window if config.uses_cnn else 1,
+            config.gnn_len + (config.cnn_window - 1 if stacked else 0) if config.uses_gnn else 1,
+        )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -102,7 +107,7 @@ class SequenceEncoder(nn.Module):
         table = self.item_embedding.weight
         if self.config.n_item_features:
             table = table + F.pad(self.feature_projection(self.item_features), (0, 0, 1, 0))
-        return table
+        return F.pad(table[1:], (0, 0, 1, 0))  # row 0 (PAD) is exactly zero: padded positions embed to 0
 
     def item_embeddings(self) -> Tensor:
         """Output item embeddings used for scoring, shape (n_items, dim)."""
@@ -141,25 +146,30 @@ class SequenceEncoder(nn.Module):
             raise ValueError(f"items must have shape (B, L), got {tuple(items.shape)}")
         cfg = self.config
         items = fit_length(items.long(), cfg.max_len)[:, -self._read_len :]  # only the columns a branch reads
-        mask = items != PAD
-        emb = F.embedding(items + 1, self._item_table())  # (B, L, d)
+        codes = None
         if self.behaviour_embedding is not None and behaviours is not None:
             codes = fit_length(behaviours.long(), cfg.max_len)[:, -self._read_len :].clamp(min=-1, max=cfg.n_behaviours - 1)
-            emb = emb + self.behaviour_embedding(torch.where(mask, codes + 1, 0))
-        emb = self.input_dropout(emb * mask.unsqueeze(-1))  # zeros at PAD
+        # Two column groups, embedded separately: the recent columns that the CNN and the graph
+        # read, and the older ones that only the readout's attention reads. Slicing one
+        # (B, 50, d) tensor three ways would make its backward zero-fill and add three
+        # full-size gradients; two lookups only scatter into the (n_items + 1, d) table.
+        recent = min(items.shape[1], self._recent_len)
+        emb = self._embed(items[:, -recent:], None if codes is None else codes[:, -recent:])
+        older = self._embed(items[:, :-recent], None if codes is None else codes[:, :-recent]) if recent < items.shape[1] else None
 
         branches: list[Tensor] = []
         if cfg.encoder == "cnn":
             state = self.cnn(emb[:, -cfg.cnn_window :])
         elif cfg.encoder == "gnn":
-            state = self._graph_state(items, emb, emb)
+            state = self._graph_state(items, emb, emb, older)
         elif self.gate is None:  # stacked: per-position Caser features -> node features
             context = cfg.gnn_len + cfg.cnn_window - 1  # the first graph position sees a full window
-            conv = self.cnn(emb[:, -context:])[:, -cfg.gnn_len :] * mask[:, -cfg.gnn_len :].unsqueeze(-1)
-            state = self._graph_state(items, conv, emb)
+            mask = items[:, -cfg.gnn_len :] != PAD
+            conv = self.cnn(emb[:, -context:])[:, -cfg.gnn_len :] * mask.unsqueeze(-1)
+            state = self._graph_state(items, conv, emb, older)
         else:  # parallel: both branches on the embeddings, gated mix
             conv = self.cnn(emb[:, -cfg.cnn_window :])
-            graph = self._graph_state(items, emb, emb)
+            graph = self._graph_state(items, emb, emb, older)
             both = torch.cat([conv, graph], dim=-1)
             if cfg.parallel_mix == "concat":
                 state = self.gate(both)
@@ -169,16 +179,28 @@ class SequenceEncoder(nn.Module):
             branches = [conv, graph]
         return self.state_dropout(state), branches
 
-    def _graph_state(self, items: Tensor, node_inputs: Tensor, emb: Tensor) -> Tensor:
+    def _embed(self, items: Tensor, codes: Tensor | None) -> Tensor:
+        """Input embeddings with input dropout: (B, T) ids (PAD = -1) -> (B, T, d), zeros at PAD.
+
+        PAD looks up the table's zero row 0 (and behaviour code 0), so no mask multiply is needed.
+        """
+        emb = F.embedding(items + 1, self._item_table())
+        if codes is not None:
+            emb = emb + self.behaviour_embedding(torch.where(items != PAD, codes + 1, 0))
+        return self.input_dropout(emb)
+
+    def _graph_state(self, items: Tensor, node_inputs: Tensor, recent: Tensor, older: Tensor | None) -> Tensor:
         """GNN branch -> (B, d).
 
-        The last ``gnn_len`` items form the session graph; the readout attends over all
-        ``max_len`` positions, older ones entering with their input embedding (no propagation).
+        The last ``gnn_len`` items form the session graph; the readout attends over every
+        column of ``items``, the ones before the graph entering with their input embedding
+        (no propagation).
 
         :param items: (B, L) ids, PAD = -1.
         :param node_inputs: per-position inputs of the graph, (B, L', d) with ``L' >= gnn_len``
             (the last ``gnn_len`` are used); a node gets the mean over its positions.
-        :param emb: (B, L, d) input embeddings (zeros at PAD) for positions before the graph.
+        :param recent: (B, R, d) input embeddings of the last ``R >= gnn_len`` columns (zeros at PAD).
+        :param older: (B, L - R, d) input embeddings of the columns before those, or None when ``R = L``.
         """
         n = self.config.gnn_len
         graph = build_session_graph(items[:, -n:])
@@ -186,13 +208,14 @@ class SequenceEncoder(nn.Module):
         in_graph = pos >= 0
         flat = pos[in_graph]
         counts = torch.bincount(flat, minlength=graph.num_nodes).clamp(min=1).unsqueeze(-1)
-        x = emb.new_zeros(graph.num_nodes, emb.shape[-1]).index_add_(0, flat, node_inputs[:, -n:][in_graph]) / counts
+        x = node_inputs.new_zeros(graph.num_nodes, node_inputs.shape[-1]).index_add_(0, flat, node_inputs[:, -n:][in_graph]) / counts
         h = self.gnn(x, graph.edge_index, graph.weight_in, graph.weight_out)
         h = F.pad(h, (0, 0, 1, 0))  # row 0 = padding position / empty sequence
         h_pos = h[pos + 1]  # (B, gnn_len, d), zeros at padding
         h_last = h[graph.last_node + 1]
-        if items.shape[1] > n:  # older positions: input embeddings
-            h_pos = torch.cat([emb[:, :-n], h_pos], dim=1)
+        before = [part for part in (older, recent[:, : recent.shape[1] - n]) if part is not None and part.shape[1]]
+        if before:  # older positions: input embeddings
+            h_pos = torch.cat([*before, h_pos], dim=1)
         return self.readout(h_pos, items != PAD, h_last)
 
     # ------------------------------------------------------------------ checkpoints

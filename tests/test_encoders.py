@@ -241,3 +241,46 @@ def test_byte_dropout_rate_and_eval_identity() -> None:
     assert abs(float((y == 0).float().mean()) - 77 / 256) < 0.01
     assert abs(float(y.mean()) - 1.0) < 0.02
     assert torch.equal(layer.eval()(x), x)
+
+
+def test_attention_dim_round_trip(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = SequenceEncoder(small_config(attention_dim=4)).eval()
+    assert model.readout.w_node.weight.shape == (4, 16) and model.readout.position.weight.shape == (8, 4)
+    items = random_histories(np.random.default_rng(5), 6, 8, n_items=30)
+    loaded = SequenceEncoder.load(model.save(tmp_path / "enc.pt"))
+    assert torch.equal(loaded(items), model(items)) and loaded.config.attention_dim == 4
+
+
+@pytest.mark.parametrize(
+    "kw,message",
+    [
+        (dict(attention_dim=-1), "attention_dim must be >= 0"),
+    ],
+)
+def test_new_config_options_are_validated(kw: dict, message: str) -> None:
+    from seqrec.data.errors import SeqrecError
+
+    with pytest.raises(SeqrecError, match=message) as info:
+        small_config(**kw)
+    assert "\n" not in str(info.value)
+
+
+def test_paired_comparison_of_ranks() -> None:
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("bench_encoders", Path(__file__).parents[1] / "benchmarks" / "encoders.py")
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("bench_encoders", bench)  # dataclasses look their module up there
+    spec.loader.exec_module(bench)  # type: ignore[union-attr]
+    rng = torch.Generator().manual_seed(0)
+    ranks_b = torch.randint(1, 60, (3, 200), generator=rng)
+    same = bench.paired_comparison(ranks_b, ranks_b.clone(), n_boot=200)
+    assert same["ndcg@10"]["diff"] == 0 and same["hr@10"]["ci_users"] == [0.0, 0.0]
+    better = bench.paired_comparison(torch.ones_like(ranks_b), ranks_b, n_boot=200)  # A ranks every target first
+    hr = better["hr@10"]
+    assert hr["mean_a"] == 1.0 and hr["diff"] == pytest.approx(1.0 - float((ranks_b <= 10).double().mean()))
+    assert 0 < hr["ci_users"][0] <= hr["diff"] <= hr["ci_users"][1] and hr["p_le_0"] == 0.0 and len(hr["per_seed"]) == 3
+    with pytest.raises(ValueError, match="shape"):
+        bench.paired_comparison(ranks_b, ranks_b[:2], n_boot=10)
