@@ -63,7 +63,7 @@ def prepare_dataset(
     sep: str | None = None,
     prep: PrepConfig = PrepConfig(),
     split: SplitConfig = SplitConfig(),
-    cache_dir: Path | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
     use_cache: bool = True,
 ) -> SequenceData:
     """Read, preprocess and split ``path``, reusing the cached result when nothing changed.
@@ -77,7 +77,7 @@ def prepare_dataset(
                "sep": sep, "prep": asdict(prep), "split": asdict(split), "cache_format": CACHE_FORMAT}  # fmt: skip
     source_hash = content_hash(source_files(path, fmt))
     key = hashlib.sha256((source_hash + json.dumps(options, sort_keys=True)).encode()).hexdigest()[:20]
-    entry = (cache_dir or cache_root() / "datasets") / key
+    entry = (Path(cache_dir) if cache_dir is not None else cache_root() / "datasets") / key
     if use_cache and (entry / "sequences.json").exists():
         try:
             seq = SequenceData.load(entry)

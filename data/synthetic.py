@@ -163,7 +163,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -176,6 +176,7 @@ __all__ = [
     "BEHAVIOURS",
     "SynthConfig",
     "GroundTruth",
+    "LogitTerms",
     "SyntheticLog",
     "generate",
     "write_synthetic",
@@ -188,6 +189,19 @@ BEHAVIOURS: tuple[str, ...] = ("view", "click", "cart", "purchase")
 """Behaviour names; the index is the event's ``value``."""
 
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed zip member time: byte-identical truth.npz
+
+
+class LogitTerms(NamedTuple):
+    """The terms of the true click logit (:meth:`GroundTruth.logit_terms`), each ``(B,)`` or ``(B, K)``."""
+
+    preference: np.ndarray
+    """<u_eff(h), v_i>."""
+    popularity: np.ndarray
+    """b_i."""
+    transition: np.ndarray
+    """trans(h_n, i) = T[c(h_n), c(i)] (0 without history)."""
+    satiation: np.ndarray
+    """sat(h, i) (the repeat penalty included)."""
 
 
 @dataclass(frozen=True)
@@ -574,6 +588,17 @@ class GroundTruth:
         """
         users, histories, items = self._check_inputs(users, histories, items)
         return expit(self._logits(users, histories, items))
+
+    def logit_terms(self, users: Any, histories: Any, items: Any) -> LogitTerms:
+        """The click logit's four terms before their weights, each shaped like ``items``.
+
+        ``w_intercept + w_preference * preference + w_popularity * popularity
+        + w_transition * transition - w_satiation * satiation`` is :meth:`click_logits`;
+        used to check how well a fitted model recovers each effect. Same arguments as
+        :meth:`click_probability`.
+        """
+        users, histories, items = self._check_inputs(users, histories, items)
+        return LogitTerms(*self._terms(users, histories, items))
 
     def satiation(self, histories: Any, items: Any) -> np.ndarray:
         """sat(h, i) from the module docstring (before the weight w4), shaped like ``items``.

@@ -326,6 +326,22 @@ def _json_default(x: Any) -> Any:
     return str(x)
 
 
+def truth_pairs(clicks: ClickLog, n_pairs: int, max_len: int,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The random (history, item) pairs of the ground-truth check.
+
+    Histories are the clicked-item prefixes (internal ids, left-padded with -1) at logged
+    events drawn uniformly; items are uniform over the catalogue, so the check covers
+    items the log rarely showed in that context, not only the logged ones.
+
+    :return: ``positions (n,)``, ``users (n,)``, ``histories (n, max_len)``, ``items (n,)``.
+    """
+    seq = clicks.seq
+    pos = rng.integers(0, seq.n_events, n_pairs)
+    hist, _ = clicks.histories(pos, max_len)
+    return pos, seq.users[pos], hist, rng.integers(0, seq.n_items, n_pairs)
+
+
 def ground_truth_check(sim: UserSimulator, seq: SequenceData, clicks: ClickLog, truth: Any, n_pairs: int,
                        seed: int) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
     """Spearman of fitted vs true P(click) and P(exit) (see the module docstring).
@@ -335,11 +351,8 @@ def ground_truth_check(sim: UserSimulator, seq: SequenceData, clicks: ClickLog, 
     from scipy.stats import pearsonr, spearmanr
 
     rng = np.random.default_rng(seed + 11)
-    pos = rng.integers(0, seq.n_events, n_pairs)
     L = min(sim.max_history, int(getattr(truth.config, "history_window", sim.max_history)))
-    hist, _ = clicks.histories(pos, L)
-    users = seq.users[pos]
-    items = rng.integers(0, seq.n_items, n_pairs)
+    pos, users, hist, items = truth_pairs(clicks, n_pairs, L, rng)
     fitted = _predict(sim, HeldOut(users, hist, items, np.zeros(n_pairs), "truth"))
     raw_hist = np.where(hist >= 0, np.asarray(seq.item_ids)[np.maximum(hist, 0)], -1).astype(np.int64)
     true = truth.click_probability(np.asarray(seq.user_ids)[users].astype(np.int64), raw_hist,

@@ -79,7 +79,7 @@ def test_cache_reuse_and_invalidation(tmp_path: Path) -> None:
     log.write_text("user,item,ts\n" + "".join(f"{u},{i},{i}\n" for u in range(5) for i in range(6)))
     cache = tmp_path / "cache"
     first = prepare_dataset(log, cache_dir=cache)
-    again = prepare_dataset(log, cache_dir=cache)
+    again = prepare_dataset(log, cache_dir=str(cache))  # a str path works as well as a Path
     assert not first.meta["cache_hit"] and again.meta["cache_hit"]
     np.testing.assert_array_equal(first.items, again.items)
     assert first.user_ids.tolist() == again.user_ids.tolist()

@@ -152,6 +152,26 @@ def test_click_probability_shapes_and_range(truth: GroundTruth) -> None:
     assert truth.exit_probability(np.arange(5)).shape == (5,)
 
 
+def test_logit_terms_recompose_the_click_logit(truth: GroundTruth) -> None:
+    rng = np.random.default_rng(3)
+    B, L, K = 9, 10, 4
+    users = rng.integers(0, SMALL.n_users, B)
+    hist = rng.integers(0, SMALL.n_items, (B, L))
+    hist[:4, :5] = -1
+    hist[1] = -1  # no history: no transition term
+    items = rng.integers(0, SMALL.n_items, (B, K))
+    t = truth.logit_terms(users, hist, items)
+    c = truth.config
+    z = c.w_intercept + c.w_preference * t.preference + c.w_popularity * t.popularity \
+        + c.w_transition * t.transition - c.w_satiation * t.satiation
+    np.testing.assert_allclose(z, truth.click_logits(users, hist, items), rtol=1e-12)
+    np.testing.assert_array_equal(t.popularity, truth.item_bias[items])
+    assert (t.transition[1] == 0).all() and t.transition.any()
+    np.testing.assert_allclose(t.satiation, truth.satiation(hist, items), rtol=1e-12)
+    with pytest.raises(SeqrecError, match="items"):
+        truth.logit_terms(users, hist, np.full(B, SMALL.n_items))
+
+
 def test_click_probability_rejects_bad_input(truth: GroundTruth) -> None:
     users, hist, items = np.array([0, 1]), np.full((2, 3), -1), np.array([0, 1])
     with pytest.raises(SeqrecError, match="users"):
