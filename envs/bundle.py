@@ -163,10 +163,13 @@ def _headline(fidelity: dict) -> dict:
 
 
 def default_bundle(progress: bool = True) -> Path:
-    """The synthetic default bundle in the user cache, built on first use (about a minute)."""
+    """The synthetic default bundle in the user cache, built on first use (about two minutes)."""
+    from seqrec.data.synthetic import SynthConfig, write_synthetic
+
     root = cache_root() / "bundles"
-    # the name carries a hash of the default settings, so changed defaults build a new bundle
-    digest = hashlib.sha256(json.dumps(asdict(default_build_config()), sort_keys=True, default=str).encode()).hexdigest()[:10]
+    # the name carries a hash of the default data and build settings, so changed defaults build a new bundle
+    settings = {"build": asdict(default_build_config()), "data": SynthConfig().to_dict()}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:10]
     folder = root / f"{DEFAULT_BUNDLE_NAME}-{digest}"
     if (folder / "bundle.json").exists():
         return folder
@@ -174,15 +177,13 @@ def default_bundle(progress: bool = True) -> Path:
     with FileLock(str(folder) + ".lock"):
         if (folder / "bundle.json").exists():  # another process built it while we waited
             return folder
-        from seqrec.data.synthetic import SynthConfig, write_synthetic
-
-        data = write_synthetic(root / "default-synthetic-data", SynthConfig())
+        data = write_synthetic(root / f"{folder.name}.data", SynthConfig())
         build_bundle(data, folder, default_build_config(), progress=progress)
     return folder
 
 
 def default_build_config() -> BuildConfig:
-    """Settings of the default bundle: small enough to build in about a minute on 2 cores.
+    """Settings of the default bundle: small enough to build in about two minutes on 2 cores.
 
     The encoder architecture and pretraining settings are pinned here rather than taken
     from :class:`EncoderConfig` / :class:`PretrainConfig`'s defaults (tuned for full runs on ML-100K): the default env

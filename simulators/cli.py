@@ -38,10 +38,11 @@ def fit_cmd(
     seq = prepare_dataset(data, format=format, columns=columns)
     config = SimulatorConfig(seed=seed) if epochs is None else SimulatorConfig(epochs=epochs, seed=seed)
     truth = _ground_truth(data)
-    with tqdm(total=config.epochs, desc="fit response model", unit="epoch", leave=False) as bar:
+    n_dims = len(dict.fromkeys((config.dim, *config.dim_search)))
+    with tqdm(total=config.epochs * n_dims, desc="fit response model", unit="epoch", leave=False) as bar:
         def on_epoch(epoch: int, metrics: dict) -> None:
-            bar.update(1)
-            bar.set_postfix(valid_log_loss=metrics["valid_log_loss"], valid_auc=metrics["valid_auc"])
+            bar.update(1)  # early stopping may skip epochs: the bar can end short of its total
+            bar.set_postfix(dim=metrics["dim"], valid_log_loss=metrics["valid_log_loss"], valid_auc=metrics["valid_auc"])
 
         sim = fit_simulator(seq, config, out, on_epoch=on_epoch)
     with tqdm(total=6 if truth is not None else 5, desc="fidelity", leave=False) as bar:

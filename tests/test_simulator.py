@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,19 @@ def test_same_seed_same_fit(synth, sim):
     state = _state(sim, synth[1], _users(synth[1], 32))
     items = torch.arange(32) % synth[1].n_items
     assert torch.allclose(sim.click_probability(state, items), again.click_probability(state, items))
+
+
+def test_embedding_size_chosen_on_held_out_log_loss(synth, sim):
+    scores = sim.info["response"]["dim_search"]
+    assert [s["dim"] for s in scores] == [FAST.dim, *FAST.dim_search]
+    best = min(scores, key=lambda s: s["valid_log_loss"])
+    assert sim.model.dim == best["dim"] == sim.info["response"]["dim"]
+    # the kept model is that candidate's own fit: fitting its size alone gives the same simulator
+    alone = fit_simulator(synth[1], replace(FAST, dim=best["dim"], dim_search=()))
+    assert [s["dim"] for s in alone.info["response"]["dim_search"]] == [best["dim"]]
+    state = _state(sim, synth[1], _users(synth[1], 32))
+    items = torch.arange(32) % synth[1].n_items
+    assert torch.allclose(sim.click_probability(state, items), alone.click_probability(state, items))
 
 
 # -- step shapes -------------------------------------------------------------------------
@@ -311,7 +325,11 @@ def test_config_rejects_bad_values():
         SimulatorConfig(dim=0)
     with pytest.raises(SeqrecError, match="examination_decay"):
         SimulatorConfig(examination_decay=1.5)
+    for bad in ((0,), ("4",), "4", (True,)):
+        with pytest.raises(SeqrecError, match="dim_search"):
+            SimulatorConfig(dim_search=bad)
     assert SimulatorConfig.from_dict(SimulatorConfig().to_dict()) == SimulatorConfig()
+    assert SimulatorConfig.from_dict(SimulatorConfig(dim_search=[2, 16]).to_dict()).dim_search == (2, 16)
     with pytest.raises(SeqrecError, match="unknown"):
         SimulatorConfig.from_dict({"nope": 1})
 
