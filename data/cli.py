@@ -24,15 +24,16 @@ def fetch_cmd(
 
 @app.command("synth")
 def synth_cmd(
-    users: int = typer.Option(1000, "--users", help="Number of simulated users."),
-    items: int = typer.Option(500, "--items", help="Catalogue size."),
+    users: Optional[int] = typer.Option(None, "--users", help="Number of simulated users (default: the synthetic default's 3,000)."),
+    items: Optional[int] = typer.Option(None, "--items", help="Catalogue size (default: the synthetic default's 500)."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives byte-identical files."),
     out: Path = typer.Option(Path("synthetic"), "--out", help="Output folder."),
 ) -> None:
     """Write a synthetic e-commerce log from the documented generative user model."""
     from seqrec.data.synthetic import SynthConfig, write_synthetic
 
-    path = write_synthetic(out, SynthConfig(n_users=users, n_items=items, seed=seed))
+    sizes = {k: v for k, v in (("n_users", users), ("n_items", items)) if v is not None}
+    path = write_synthetic(out, SynthConfig(seed=seed, **sizes))
     typer.echo(str(path))
 
 

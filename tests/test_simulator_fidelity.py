@@ -95,6 +95,7 @@ def test_synthetic_default_ground_truth(tmp_path: Path):
     seq = prepare_dataset(folder, cache_dir=tmp_path / "cache")
     sim = fit_simulator(seq, SimulatorConfig())
     gt = fidelity_report(sim, seq, None, truth=GroundTruth.load(folder), n_replay=200)["ground_truth"]
-    # the target is 0.9; the fitted model reaches ~0.8 on 1,000 users (see benchmarks/simulator.py)
-    assert gt["spearman_click"] >= 0.75
+    # the target (0.9) is benchmarked in benchmarks/simulator.py; this floor catches a fall back
+    # to what the 1,000-user default gave (0.87) or a broken fit
+    assert gt["spearman_click"] >= 0.88
     assert gt["spearman_exit"] >= 0.99
