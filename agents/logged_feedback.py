@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -65,6 +64,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from seqrec.data.atomic import atomic_write
 from seqrec.data.errors import DataFormatError, SeqrecError
 
 __all__ = ["LoggedFeedback", "FORMAT_VERSION", "PROPENSITY_SOURCES"]
@@ -204,24 +204,9 @@ class LoggedFeedback:
         :returns: ``path`` as a :class:`~pathlib.Path`.
         """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         table = self.to_table()
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp_name, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
-            with os.fdopen(fd, "wb") as fh:
-                pq.write_table(table, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp_name, path)
-        except BaseException:
-            try:
-                os.unlink(tmp_name)
-            except FileNotFoundError:
-                pass
-            raise
+        with atomic_write(path, "wb") as fh:
+            pq.write_table(table, fh)
         return path
 
     @classmethod

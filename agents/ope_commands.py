@@ -76,7 +76,7 @@ def ope_command(
     """Estimate trained policies' and baselines' value on logged data (DM, IPS, SNIPS, DR, Switch-DR, replay)."""
     from seqrec.agents.offline import action_distributions, estimate_all, reward_model
     from seqrec.agents.policies import SB3Policy, make_baseline
-    from seqrec.agents.report import write_json
+    from seqrec.data.atomic import write_json_atomic
     from seqrec.agents.train import load_agent
 
     agents = [(run, *load_agent(run)) for run in runs or []]
@@ -94,7 +94,7 @@ def ope_command(
     summary = {"bundle": str(loaded.folder), "rounds": fb.n_rounds, "propensities": fb.propensity_source,
                "logged_mean_reward": float(fb.reward.mean()), "estimates": results}  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "ope.json", summary)
+    write_json_atomic(out / "ope.json", summary)
     _plot(results, out / "ope.png", f"OPE on {fb.n_rounds} logged rounds ({fb.propensity_source} propensities)")
     table = Table(title=f"Off-policy estimates ({fb.n_rounds} rounds, {fb.propensity_source} propensities; logged mean {fb.reward.mean():.4f})")
     names = list(next(iter(results.values())).keys()) if results else []
@@ -132,13 +132,13 @@ def validate_command(
     """Log rounds in the simulator with a known logging policy; compare every estimator with the truth."""
     from seqrec.agents.offline import ValidateConfig, validate
     from seqrec.agents.policies import make_baseline
-    from seqrec.agents.report import write_json
+    from seqrec.data.atomic import write_json_atomic
 
     loaded = _bundle(bundle, None)
     cfg = ValidateConfig(rounds=tuple(int(r) for r in rounds.split(",")), repeats=repeats, seed=seed)
     res = validate(loaded, make_baseline(target, seed), cfg)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "validate.json", res)
+    write_json_atomic(out / "validate.json", res)
     _plot_validation(res, out / "validate.png")
     table = Table(title=f"OPE validation: target {res['target']}, true value {res['truth']:.4f}, {repeats} logs per size")
     for col in ("rounds", "estimator", "mean estimate", "relative error", "CI coverage"):

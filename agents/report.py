@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -36,15 +33,6 @@ def markdown_table(results: list[dict]) -> str:
         rows.append(f"| {r['policy']} | {r['mean_return']:.3f} [{lo:.3f}, {hi:.3f}] | {r['ctr']:.3f} | {r['mean_length']:.2f} | "
                     f"{r['coverage']:.3f} | {r['diversity']:.3f} | {r['novelty']:.2f} |")  # fmt: skip
     return head + "\n".join(rows) + "\n"
-
-
-def write_json(path: Path, data) -> None:
-    """Write JSON atomically (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2, default=lambda x: float(x) if hasattr(x, "__float__") else str(x))
-    os.replace(tmp, path)
 
 
 def bar_chart(results: list[dict], path: Path) -> Path:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from seqrec.agents.report import write_json
+from seqrec.data.atomic import write_json_atomic
 from seqrec.data.errors import CheckpointError, SeqrecError
 from seqrec.data.threads import torch_threads
 from seqrec.envs.bundle import load_bundle
@@ -230,7 +230,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         from seqrec.envs.bundle import default_bundle
 
         cfg = replace(cfg, bundle=str(default_bundle(progress=progress)))
-    write_json(run / "config.json", asdict(cfg))
+    write_json_atomic(run / "config.json", asdict(cfg))
     with torch_threads(cfg.threads):
         return _train(cfg, run, resume, progress)
 

@@ -25,9 +25,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -35,6 +33,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from seqrec.data.atomic import write_json_atomic
 from seqrec.data.sequences import SequenceData
 from seqrec.simulators.dynamics import session_steps
 from seqrec.simulators.examples import ClickLog, UntouchedSampler
@@ -310,20 +309,8 @@ def fidelity_report(sim: UserSimulator, seq: SequenceData, out_dir: str | Path |
         stage("plots")
         _plots(out, report, click[head]["reliability"], sim_dec, log_dec, sim_cat, log_cat, sim_lh, log_lh, bins,
                seq.item_feature_names, report.get("ground_truth"), scatter)
-        tmp = out / ".fidelity.json.tmp"
-        tmp.write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
-        os.replace(tmp, out / "fidelity.json")
+        write_json_atomic(out / "fidelity.json", report)
     return report
-
-
-def _json_default(x: Any) -> Any:
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (np.floating,)):
-        return float(x)
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    return str(x)
 
 
 def truth_pairs(clicks: ClickLog, n_pairs: int, max_len: int,

@@ -16,8 +16,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from seqrec.data.atomic import atomic_write
 from seqrec.data.errors import CheckpointError, SeqrecError
 from seqrec.data.sequences import SequenceData
 from seqrec.simulators.behaviour import OutcomeModel
@@ -268,17 +267,8 @@ class UserSimulator:
         torch.save(payload, buf)
         data = buf.getvalue()
         digest = hashlib.sha256(data).hexdigest().encode()
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(b"SEQREC-SIM\n" + digest + b"\n" + data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(path, "wb") as fh:
+            fh.write(b"SEQREC-SIM\n" + digest + b"\n" + data)
         return path
 
     @classmethod
