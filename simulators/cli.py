@@ -23,6 +23,20 @@ def fit_cmd(
 ) -> None:
     """Fit the click, outcome and exit models on DATA, then write the checkpoint and the fidelity report."""
     import json
+
+    from seqrec.data.threads import torch_threads
+
+    with torch_threads(threads):
+        report, out_ckpt = _fit_and_report(data, out, format, columns, epochs, seed)
+    if json_out:
+        typer.echo(json.dumps(report, default=str))
+        return
+    _print_summary(report, out_ckpt)
+
+
+def _fit_and_report(data: Path, out: Path, format: Optional[str], columns: Optional[str], epochs: Optional[int],
+                    seed: int) -> tuple[dict, Path]:
+    """Prepare DATA, fit the simulator into OUT and write its fidelity report; return (report, checkpoint)."""
     import time
 
     import torch
@@ -33,7 +47,6 @@ def fit_cmd(
     from seqrec.simulators.fidelity import fidelity_report
     from seqrec.simulators.simulator import CHECKPOINT_NAME, fit_simulator
 
-    torch.set_num_threads(threads)
     t0 = time.perf_counter()
     seq = prepare_dataset(data, format=format, columns=columns)
     config = SimulatorConfig(seed=seed) if epochs is None else SimulatorConfig(epochs=epochs, seed=seed)
@@ -53,10 +66,7 @@ def fit_cmd(
         command = {"argv": ["seqrec", "simulator", "fit", str(data), "--out", str(out), "--seed", str(seed)],
                    "fit_and_prepare_seconds": round(time.perf_counter() - t0, 1), "torch_threads": torch.get_num_threads()}
         report = fidelity_report(sim, seq, out, truth=truth, seed=seed, on_stage=on_stage, extra={"command": command})
-    if json_out:
-        typer.echo(json.dumps(report, default=str))
-        return
-    _print_summary(report, out / CHECKPOINT_NAME)
+    return report, out / CHECKPOINT_NAME
 
 
 def _ground_truth(data: Path) -> "GroundTruth | None":  # noqa: F821

@@ -63,8 +63,16 @@ def test_cli_fit(small, tmp_path: Path, capsys: pytest.CaptureFixture):
 
     folder, _, _ = small
     out = tmp_path / "sim"
-    code = main(["simulator", "fit", str(folder), "--out", str(out), "--epochs", "1", "--threads", "1"])
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        code = main(["simulator", "fit", str(folder), "--out", str(out), "--epochs", "1", "--threads", "1"])
+        assert torch.get_num_threads() == 2, "--threads applies to the command only, not to the caller's process"
+    finally:
+        torch.set_num_threads(before)
     assert code == 0
+    report = json.loads((out / "fidelity.json").read_text())
+    assert report["throughput"]["torch_threads"] == 1 and report["command"]["torch_threads"] == 1
     assert (out / "simulator.pt").is_file() and (out / "fidelity.json").is_file()
     text = capsys.readouterr().out
     assert "Spearman P(click)" in text and "ECE" in text
