@@ -51,7 +51,7 @@ class Args:
     """Time spent per throughput measurement."""
     paired: str = ""
     """``A/B`` variant specs (e.g. ``cnn+gnn:parallel/gnn``, both in ``--variants``): paired
-    comparison on the same test users and seeds, with bootstrap confidence intervals."""
+    comparison on the same seeds and the same test (and valid) users, with bootstrap confidence intervals."""
     reuse: bool = False
     """Reuse a seed's run when its folder under ``--out`` already holds ``metrics.json``
     (re-tabulate or compare finished runs without training again)."""
@@ -87,10 +87,10 @@ def throughput(encoder: SequenceEncoder, histories: torch.Tensor, batch: int, se
 
 
 @torch.no_grad()
-def test_ranks(checkpoint: str | Path, seq) -> torch.Tensor:
-    """1-based full-catalogue rank of every test target, shape (n_test,), in split order."""
+def split_ranks(checkpoint: str | Path, seq, split: str = "test") -> torch.Tensor:
+    """1-based full-catalogue rank of every target of ``split``, shape (n_targets,), in split order."""
     encoder = SequenceEncoder.load(checkpoint, dataset_key=seq.meta["key"])
-    items, behaviours, targets = split_examples(seq, "test", encoder.config.max_len)
+    items, behaviours, targets = split_examples(seq, split, encoder.config.max_len)
     return torch.cat([target_ranks(encoder.scores(encoder(items[i : i + 1024], behaviours[i : i + 1024])), targets[i : i + 1024])
                       for i in range(0, len(targets), 1024)])  # fmt: skip
 
@@ -205,17 +205,20 @@ def main(argv: list[str] | None = None) -> dict:
     if args.paired:
         spec_a, _, spec_b = args.paired.partition("/")
         seeds = [int(x) for x in args.seeds.split(",")]
-        ranks = {spec: torch.stack([test_ranks(_run_dir(args.out, spec, s) / "encoder.pt", seq) for s in seeds]) for spec in (spec_a, spec_b)}
-        paired = paired_comparison(ranks[spec_a], ranks[spec_b], args.n_boot)
-        lines += ["", f"Paired: {spec_a} − {spec_b}, seeds {args.seeds}, {paired['users']} test users each "
-                  f"({args.n_boot} bootstrap resamples):", "",
-                  "| metric | A | B | A − B | per seed | 95 % CI (users) | 95 % CI (seeds × users) | P(A − B ≤ 0) |",
+        paired = {}
+        for split in ("test", "valid"):  # valid: the best-epoch checkpoints, chosen on these very targets
+            ranks = {spec: torch.stack([split_ranks(_run_dir(args.out, spec, s) / "encoder.pt", seq, split) for s in seeds]) for spec in (spec_a, spec_b)}
+            paired[split] = paired_comparison(ranks[spec_a], ranks[spec_b], args.n_boot)
+        lines += ["", f"Paired: {spec_a} − {spec_b}, seeds {args.seeds}, {paired['test']['users']} test users each "
+                  f"({args.n_boot} bootstrap resamples; valid rows: optimistic for both, each model's best epoch was chosen on them):", "",
+                  "| split, metric | A | B | A − B | per seed | 95 % CI (users) | 95 % CI (seeds × users) | P(A − B ≤ 0) |",
                   "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-        for name in ("ndcg@10", "hr@10"):
-            p = paired[name]
-            lines.append(f"| {name} | {p['mean_a']:.4f} | {p['mean_b']:.4f} | {p['diff']:+.4f} | {', '.join(f'{d:+.4f}' for d in p['per_seed'])} "
-                         f"| [{p['ci_users'][0]:+.4f}, {p['ci_users'][1]:+.4f}] | [{p['ci_seeds_users'][0]:+.4f}, {p['ci_seeds_users'][1]:+.4f}] "
-                         f"| {p['p_le_0']:.3f} |")  # fmt: skip
+        for split in ("test", "valid"):
+            for name in ("ndcg@10", "hr@10"):
+                p = paired[split][name]
+                lines.append(f"| {split} {name} | {p['mean_a']:.4f} | {p['mean_b']:.4f} | {p['diff']:+.4f} | {', '.join(f'{d:+.4f}' for d in p['per_seed'])} "
+                             f"| [{p['ci_users'][0]:+.4f}, {p['ci_users'][1]:+.4f}] | [{p['ci_seeds_users'][0]:+.4f}, {p['ci_seeds_users'][1]:+.4f}] "
+                             f"| {p['p_le_0']:.3f} |")  # fmt: skip
     table = "\n".join(lines)
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
