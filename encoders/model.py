@@ -23,14 +23,13 @@ on the input embeddings and on the state, during training only.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seqrec.data.atomic import atomic_write
 from seqrec.data.errors import CheckpointError
 from seqrec.data.sequences import PAD
 from seqrec.encoders.cnn import CaserConv, CausalCaserConv
@@ -226,7 +225,6 @@ class SequenceEncoder(nn.Module):
         training data) and the weights.
         """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "format": CHECKPOINT_FORMAT,
             "kind": "seqrec.encoders.SequenceEncoder",
@@ -234,16 +232,8 @@ class SequenceEncoder(nn.Module):
             "dataset_key": dataset_key,
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
         }
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                torch.save(payload, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(path, "wb") as fh:
+            torch.save(payload, fh)
         return path
 
     @classmethod

@@ -16,10 +16,7 @@ Reads top to bottom: seeding → data → model → loop → checkpoint and ``me
 
 from __future__ import annotations
 
-import json
-import os
 import random
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -29,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from seqrec.data.atomic import write_json_atomic
 from seqrec.data.errors import SeqrecError
 from seqrec.data.sequences import SequenceData
 from seqrec.data.threads import torch_threads
@@ -212,18 +210,6 @@ def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, o
         writer.close()
     write_json_atomic(out_dir / METRICS_NAME, metrics)
     return metrics
-
-
-def write_json_atomic(path: Path, obj: dict) -> None:
-    """Write ``obj`` as JSON via a temp file in the same folder and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _copy_state(model: torch.nn.Module) -> dict:
