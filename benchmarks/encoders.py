@@ -27,7 +27,7 @@ import torch
 from seqrec.data.prepare import prepare_dataset
 from seqrec.encoders.config import EncoderConfig, PretrainConfig
 from seqrec.encoders.model import SequenceEncoder
-from seqrec.encoders.metrics import target_ranks
+from seqrec.encoders.metrics import per_target_metric, target_ranks
 from seqrec.encoders.train import METRICS_NAME, pretrain, split_examples
 
 
@@ -115,14 +115,14 @@ def paired_comparison(ranks_a: torch.Tensor, ranks_b: torch.Tensor, n_boot: int 
     seeds = torch.randint(0, n_seeds, (n_boot, n_seeds), generator=gen)
     out: dict = {"seeds": n_seeds, "users": n_users, "n_boot": n_boot}
     for name in ("ndcg@10", "hr@10"):
-        per_user = lambda r: (r <= 10).double() / (torch.log2(r.double() + 1) if name == "ndcg@10" else 1.0)  # noqa: E731
-        diff = per_user(ranks_a) - per_user(ranks_b)  # (S, U)
+        per_a, per_b = per_target_metric(ranks_a, name), per_target_metric(ranks_b, name)
+        diff = per_a - per_b  # (S, U)
         boot_users = diff[:, users].mean(dim=(0, 2))  # (n_boot,)
         boot_both = diff[seeds.unsqueeze(-1), users.unsqueeze(1)].mean(dim=(1, 2))
         quantiles = torch.tensor([0.025, 0.975], dtype=torch.float64)
         out[name] = {
-            "mean_a": float(per_user(ranks_a).mean()),
-            "mean_b": float(per_user(ranks_b).mean()),
+            "mean_a": float(per_a.mean()),
+            "mean_b": float(per_b.mean()),
             "diff": float(diff.mean()),
             "per_seed": [round(float(d), 4) for d in diff.mean(dim=1)],
             "ci_users": [float(q) for q in boot_users.quantile(quantiles)],

@@ -32,22 +32,24 @@ def target_ranks(scores: Tensor, targets: Tensor) -> Tensor:
     return (scores > target_scores).sum(dim=1) + 1
 
 
+def per_target_metric(ranks: Tensor | np.ndarray, name: str) -> Tensor:
+    """One metric (``"hr@10"``, ``"ndcg@20"``, ``"mrr@10"`` …) of every target from 1-based ranks,
+    same shape as ``ranks``, float64 (per-target values feed paired comparisons)."""
+    r = torch.as_tensor(ranks, dtype=torch.float64)
+    kind, _, k = name.partition("@")
+    hit = r <= int(k)
+    if kind == "hr":
+        return hit.double()
+    if kind == "ndcg":
+        return hit / torch.log2(r + 1)
+    if kind == "mrr":
+        return hit / r
+    raise ValueError(f"unknown metric {name!r}; expected hr@K, ndcg@K or mrr@K")
+
+
 def ranking_metrics(ranks: Tensor | np.ndarray, names: tuple[str, ...] = METRIC_NAMES) -> dict[str, float]:
     """Mean HR / NDCG / MRR at the cut-offs in ``names`` (``"hr@10"`` …) from 1-based ranks."""
     r = torch.as_tensor(ranks, dtype=torch.float64)
     if r.numel() == 0:
         raise ValueError("no ranks to average (empty evaluation split)")
-    out: dict[str, float] = {}
-    for name in names:
-        kind, _, k = name.partition("@")
-        hit = r <= int(k)
-        if kind == "hr":
-            value = hit.double()
-        elif kind == "ndcg":
-            value = hit / torch.log2(r + 1)
-        elif kind == "mrr":
-            value = hit / r
-        else:
-            raise ValueError(f"unknown metric {name!r}; expected hr@K, ndcg@K or mrr@K")
-        out[name] = float(value.mean())
-    return out
+    return {name: float(per_target_metric(r, name).mean()) for name in names}
