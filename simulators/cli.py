@@ -51,8 +51,7 @@ def _fit_and_report(data: Path, out: Path, format: Optional[str], columns: Optio
     seq = prepare_dataset(data, format=format, columns=columns)
     config = SimulatorConfig(seed=seed) if epochs is None else SimulatorConfig(epochs=epochs, seed=seed)
     truth = _ground_truth(data)
-    n_dims = len(dict.fromkeys((config.dim, *config.dim_search)))
-    with tqdm(total=config.epochs * n_dims, desc="fit response model", unit="epoch", leave=False) as bar:
+    with tqdm(total=config.epochs * len(config.dims), desc="fit response model", unit="epoch", leave=False) as bar:
         def on_epoch(epoch: int, metrics: dict) -> None:
             bar.update(1)  # early stopping may skip epochs: the bar can end short of its total
             bar.set_postfix(dim=metrics["dim"], valid_log_loss=metrics["valid_log_loss"], valid_auc=metrics["valid_auc"])

@@ -146,6 +146,11 @@ class SimulatorConfig:
             raise bad("dim_search", "must be a sequence of integers >= 1")
         object.__setattr__(self, "dim_search", tuple(self.dim_search))
 
+    @property
+    def dims(self) -> tuple[int, ...]:
+        """The embedding sizes fitted, in order: ``dim``, then ``dim_search`` (repeats dropped)."""
+        return tuple(dict.fromkeys((self.dim, *self.dim_search)))
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples as lists); :meth:`from_dict` inverts it."""
         d = dataclasses.asdict(self)

@@ -401,7 +401,7 @@ class FitResult:
 
 def fit_response_model(seq: SequenceData, clicks: ClickLog, cfg: SimulatorConfig,
                        on_epoch: Callable[[int, dict], None] | None = None) -> FitResult:
-    """Train the response model for each embedding size in ``(cfg.dim, *cfg.dim_search)`` and keep the best.
+    """Train the response model for each embedding size in ``cfg.dims`` and keep the best.
 
     Each size is fitted by :func:`fit_response_model_dim` on the same rows and judged on the
     same held-out pairs; the one with the lowest calibrated held-out log-loss wins (ties: the
@@ -409,10 +409,9 @@ def fit_response_model(seq: SequenceData, clicks: ClickLog, cfg: SimulatorConfig
     synthetic log overfit at 32 dimensions, while ML-100K's collaborative signal needs them.
     ``info["dim_search"]`` lists every candidate's score; ``on_epoch`` entries carry ``dim``.
     """
-    dims = list(dict.fromkeys((cfg.dim, *cfg.dim_search)))
     best: FitResult | None = None
     scores = []
-    for dim in dims:
+    for dim in cfg.dims:
         fit = fit_response_model_dim(seq, clicks, cfg, dim, on_epoch)
         scores.append({"dim": dim, "valid_log_loss": fit.info["valid_log_loss"], "best_epoch": fit.info["best_epoch"],
                        "seconds": fit.info["seconds"]})

@@ -330,6 +330,7 @@ def test_config_rejects_bad_values():
             SimulatorConfig(dim_search=bad)
     assert SimulatorConfig.from_dict(SimulatorConfig().to_dict()) == SimulatorConfig()
     assert SimulatorConfig.from_dict(SimulatorConfig(dim_search=[2, 16]).to_dict()).dim_search == (2, 16)
+    assert SimulatorConfig(dim=4, dim_search=(4, 8, 4)).dims == (4, 8)
     with pytest.raises(SeqrecError, match="unknown"):
         SimulatorConfig.from_dict({"nope": 1})
 
