@@ -79,8 +79,8 @@ def run_evaluation(runs: list[Path], baselines: str, bundle: str | None, episode
     from seqrec.agents.evaluation import EvalConfig, evaluate_policy
     from seqrec.agents.policies import BASELINES, SB3Policy, make_baseline
     from seqrec.agents.report import bar_chart, learning_curves
-    from seqrec.data.atomic import write_json_atomic
     from seqrec.agents.train import load_agent
+    from seqrec.data.atomic import write_json_atomic
     from seqrec.data.errors import SeqrecError
     from seqrec.envs.bundle import load_bundle
 
@@ -100,7 +100,7 @@ def run_evaluation(runs: list[Path], baselines: str, bundle: str | None, episode
         results.append(evaluate_policy(make_baseline(name, seed), loaded, {"action_mode": "item"}, ecfg))
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "results.json", {"bundle": str(loaded.folder), "episodes": episodes, "seed": seed,
-                                      "results": [{k: v for k, v in r.items() if k != "returns"} for r in results]})  # fmt: skip
+                                             "results": [{k: v for k, v in r.items() if k != "returns"} for r in results]})  # fmt: skip
     bar_chart(results, out / "comparison.png")
     learning_curves(runs, out / "learning_curves.png")
     return results

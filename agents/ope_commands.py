@@ -76,8 +76,8 @@ def ope_command(
     """Estimate trained policies' and baselines' value on logged data (DM, IPS, SNIPS, DR, Switch-DR, replay)."""
     from seqrec.agents.offline import action_distributions, estimate_all, reward_model
     from seqrec.agents.policies import SB3Policy, make_baseline
-    from seqrec.data.atomic import write_json_atomic
     from seqrec.agents.train import load_agent
+    from seqrec.data.atomic import write_json_atomic
 
     agents = [(run, *load_agent(run)) for run in runs or []]
     if bundle is None and data is None and agents:

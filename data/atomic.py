@@ -49,13 +49,16 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[A
 
 
 def json_default(x: Any) -> Any:
-    """JSON for numpy scalars and arrays (ints stay ints); anything else as its ``str``."""
+    """JSON for numpy scalars and arrays (ints stay ints, bools bools), other numbers with
+    ``__float__`` (a 0-d tensor) as floats; anything else as its ``str``."""
+    if isinstance(x, np.bool_):
+        return bool(x)
     if isinstance(x, np.integer):
         return int(x)
-    if isinstance(x, np.floating):
-        return float(x)
     if isinstance(x, np.ndarray):
         return x.tolist()
+    if hasattr(x, "__float__"):  # np.floating, 0-d torch tensors
+        return float(x)
     return str(x)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from seqrec.data.atomic import atomic_write, write_json_atomic
 
@@ -25,9 +26,11 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path) -> N
 
 
 def test_json_of_numpy_values_and_file_mode(tmp_path: Path) -> None:
-    path = write_json_atomic(tmp_path / "a" / "b.json", {"n": np.int64(3), "x": np.float32(0.5), "v": np.arange(3), "p": tmp_path})
+    obj = {"n": np.int64(3), "x": np.float32(0.5), "v": np.arange(3), "p": tmp_path, "b": np.bool_(True), "t": torch.tensor(0.25)}
+    path = write_json_atomic(tmp_path / "a" / "b.json", obj)
     got = json.loads(path.read_text())
-    assert got == {"n": 3, "x": 0.5, "v": [0, 1, 2], "p": str(tmp_path)} and isinstance(got["n"], int)
+    assert got == {"n": 3, "x": 0.5, "v": [0, 1, 2], "p": str(tmp_path), "b": True, "t": 0.25}
+    assert isinstance(got["n"], int) and got["b"] is True
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask  # not mkstemp's 0600
