@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
-from seqrec.data.atomic import write_json_atomic
+from seqrec.data.atomic import atomic_write, write_json_atomic
 from seqrec.data.errors import CheckpointError, SeqrecError
 from seqrec.data.threads import torch_threads
 from seqrec.envs.bundle import load_bundle
@@ -236,8 +237,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
 
 
 def _train(cfg: TrainConfig, run: Path, resume: bool, progress: bool) -> Path:
-    from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
-
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     cls = algorithm_class(cfg.algo)
@@ -260,13 +259,51 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, progress: bool) -> Path:
     if remaining <= 0:
         return run
     every = max(1, cfg.checkpoint_freq // cfg.n_envs)
-    callbacks = [CheckpointCallback(every, str(run / "checkpoints"), name_prefix="model",
-                                    save_replay_buffer=hasattr(model, "replay_buffer"))]  # fmt: skip
-    callbacks.append(_eval_callback(cfg, run))
+    callbacks = [_AtomicCheckpoint(every, run / "checkpoints"), _eval_callback(cfg, run)]
     model.learn(remaining, callback=CallbackList(callbacks), progress_bar=progress,
                 reset_num_timesteps=ckpt is None, tb_log_name="run")  # fmt: skip
-    model.save(run / "final_model")
+    save_model_atomic(model, run / "final_model.zip")
     return run
+
+
+def save_model_atomic(model, path: Path) -> None:
+    """``model.save`` through :func:`atomic_write`: a kill mid-save leaves the old file or none, never half a zip."""
+    with atomic_write(path, "wb") as fh:
+        model.save(fh)
+
+
+class _AtomicCheckpoint(BaseCallback):
+    """Every ``every`` calls, ``model_<steps>_steps.zip`` (and the replay buffer, if any), each written atomically.
+
+    The buffer goes first, so a model checkpoint that exists always has its buffer beside it;
+    SB3's ``CheckpointCallback`` writes in place, and a kill mid-write left a truncated zip
+    that ``--resume`` then could not load.
+    """
+
+    def __init__(self, every: int, folder: Path) -> None:
+        super().__init__()
+        self.every, self.folder = every, folder
+
+    def _on_step(self) -> bool:
+        if self.n_calls % self.every == 0:
+            steps = self.num_timesteps
+            if getattr(self.model, "replay_buffer", None) is not None:
+                with atomic_write(self.folder / f"replay_buffer_{steps}_steps.pkl", "wb") as fh:
+                    self.model.save_replay_buffer(fh)
+            save_model_atomic(self.model, self.folder / f"model_{steps}_steps.zip")
+        return True
+
+
+class _SaveBest(BaseCallback):
+    """``callback_on_new_best`` of the evaluation callback: ``best_model.zip``, written atomically."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+    def _on_step(self) -> bool:
+        save_model_atomic(self.model, self.path)
+        return True
 
 
 def _eval_callback(cfg: TrainConfig, run: Path):
@@ -277,7 +314,7 @@ def _eval_callback(cfg: TrainConfig, run: Path):
         from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback as EvalCallback
     else:
         from stable_baselines3.common.callbacks import EvalCallback
-    return EvalCallback(eval_env, n_eval_episodes=cfg.eval_episodes, eval_freq=every, best_model_save_path=str(run),
+    return EvalCallback(eval_env, n_eval_episodes=cfg.eval_episodes, eval_freq=every, callback_on_new_best=_SaveBest(run / "best_model.zip"),
                         log_path=str(run), deterministic=True, verbose=0)  # fmt: skip
 
 

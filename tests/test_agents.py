@@ -114,3 +114,24 @@ def test_linucb_learns_from_feedback(tiny_bundle: Path) -> None:
     policy = make_baseline("linucb")
     evaluate_policy(policy, bundle, {}, EvalConfig(episodes=50))
     assert np.abs(policy._b.numpy()).sum() > 0  # the model was updated with observed rewards
+
+
+def test_checkpoint_killed_mid_write_leaves_the_old_file(tiny_bundle: Path, tmp_path: Path) -> None:
+    from seqrec.agents.train import save_model_atomic
+
+    cfg = TrainConfig(algo="ppo", bundle=str(tiny_bundle), timesteps=128, n_envs=8, out=str(tmp_path / "run"), n_steps=16,
+                      eval_freq=64, eval_episodes=4, checkpoint_freq=64, net_arch=[32])  # fmt: skip
+    run = train(cfg, progress=False)
+    assert (run / "best_model.zip").exists() and latest_checkpoint(run).name == "model_128_steps.zip"
+    model, _ = load_agent(run, which="final")
+    before = (run / "final_model.zip").read_bytes()
+
+    def dies_mid_write(fh) -> None:  # what a SIGKILL inside model.save looks like to the file
+        fh.write(before[:100])
+        raise KeyboardInterrupt
+
+    model.save = dies_mid_write
+    with pytest.raises(KeyboardInterrupt):
+        save_model_atomic(model, run / "final_model.zip")
+    assert (run / "final_model.zip").read_bytes() == before
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == []  # no temp file left behind
