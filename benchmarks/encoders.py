@@ -57,6 +57,8 @@ class Args:
     (re-tabulate or compare finished runs without training again)."""
     n_boot: int = 10000
     """Bootstrap resamples of the paired comparison."""
+    precision: str = PretrainConfig.precision
+    """Training-step arithmetic: auto | fp32 | bf16 (see ``PretrainConfig.precision``)."""
 
 
 def parse_args(argv: list[str]) -> Args:
@@ -171,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
             if args.reuse and (run_dir / METRICS_NAME).is_file():
                 runs.append(json.loads((run_dir / METRICS_NAME).read_text()))
                 continue
-            train = PretrainConfig(epochs=epochs, seed=seed, threads=args.threads, progress=False, tensorboard=False)
+            train = PretrainConfig(epochs=epochs, seed=seed, threads=args.threads, precision=args.precision, progress=False, tensorboard=False)
             runs.append(pretrain(seq, config, train, run_dir))
         encoder = SequenceEncoder.load(runs[0]["checkpoint"], dataset_key=seq.meta["key"])
         speed = {b: throughput(encoder, histories[:, -config.max_len :], b, args.seconds) for b in batch_sizes}

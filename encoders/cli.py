@@ -69,6 +69,7 @@ def pretrain_command(
     patience: int = typer.Option(5, "--patience", help="Early-stopping patience in epochs."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     threads: int = typer.Option(1, "--threads", help="CPU threads for torch."),
+    precision: str = typer.Option(PretrainConfig.precision, "--precision", help="Training step: auto | fp32 | bf16 (matmuls in bfloat16; evaluation is always fp32)."),
     format: Optional[str] = _FORMAT,
     columns: Optional[str] = _COLUMNS,
     sep: Optional[str] = _SEP,
@@ -88,7 +89,7 @@ def pretrain_command(
         n_behaviours=len(seq.behaviour_names) if behaviours and len(seq.behaviour_names) > 1 else 0, n_item_features=n_features,
     )  # fmt: skip
     train = PretrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
-                           branch_loss=branch_loss, patience=patience, seed=seed, threads=threads)  # fmt: skip
+                           branch_loss=branch_loss, patience=patience, seed=seed, threads=threads, precision=precision)  # fmt: skip
     metrics = pretrain(seq, config, train, out)
     if json_out:
         typer.echo(json.dumps({k: metrics[k] for k in ("test", "valid", "best_epoch", "epochs", "seconds_per_epoch", "time_to_best_s")}))

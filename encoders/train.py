@@ -8,7 +8,8 @@ sampled negatives); AdamW fits it (optionally with a linear learning-rate decay)
 output bias starting at the centred log-popularity of the items; validation NDCG@10
 (targets of split ``valid``, with their whole past as history) decides early stopping, and
 the best epoch's weights (or their exponential moving average, ``ema_decay``) are kept and
-scored on the ``test`` targets. Timings are recorded both as wall-clock and as process CPU
+scored on the ``test`` targets. The training step may run under bfloat16 autocast
+(``PretrainConfig.precision``); validation and test always score in float32. Timings are recorded both as wall-clock and as process CPU
 time (the latter is what to compare on a machine shared with other jobs).
 
 Reads top to bottom: seeding → data → model → loop → checkpoint and ``metrics.json``.
@@ -129,6 +130,7 @@ def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, o
     progress = _progress(train.epochs * n_batches, train.progress)
 
     # LOOP
+    dtype = train.training_dtype  # autocast of the training step only; evaluation is float32
     history: list[dict] = []
     initial = evaluate(scored, seq, "valid", train.eval_batch_size)
     best = {"epoch": 0, "valid": initial, "state": _copy_state(scored), "elapsed": 0.0, "cpu": 0.0}
@@ -141,11 +143,12 @@ def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, o
         total = 0.0
         for b in range(n_batches):
             idx = order[b * train.batch_size : (b + 1) * train.batch_size]
-            state, branches = encoder.forward_branches(items[idx], behaviours[idx])
-            loss = F.cross_entropy(encoder.scores(state), targets[idx])
-            if train.branch_loss > 0:  # each parallel branch also predicts the target alone
-                for branch in branches:
-                    loss = loss + train.branch_loss * F.cross_entropy(encoder.scores(encoder.state_dropout(branch)), targets[idx])
+            with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+                state, branches = encoder.forward_branches(items[idx], behaviours[idx])
+                loss = F.cross_entropy(encoder.scores(state), targets[idx])
+                if train.branch_loss > 0:  # each parallel branch also predicts the target alone
+                    for branch in branches:
+                        loss = loss + train.branch_loss * F.cross_entropy(encoder.scores(encoder.state_dropout(branch)), targets[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -196,6 +199,7 @@ def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, o
         "time_to_best_cpu_s": round(best["cpu"], 3),
         "total_seconds": round(time.perf_counter() - start, 3),
         "threads": train.threads,
+        "training_dtype": str(dtype).removeprefix("torch."),
         "n_train_examples": int(len(targets)),
         "n_parameters": int(sum(p.numel() for p in encoder.parameters())),
         "dataset_key": dataset_key,

@@ -192,5 +192,5 @@ def default_build_config() -> BuildConfig:
     """
     encoder = {"dim": 64, "max_len": 20, "encoder": "cnn+gnn", "fusion": "parallel", "parallel_mix": "gate", "cnn_window": 5,
                "n_horizontal": 16, "n_vertical": 4, "gnn_steps": 1, "gnn_len": 20, "dropout": 0.3, "positional": True}  # fmt: skip
-    pretrain = PretrainConfig(epochs=4, lr=2e-3, lr_decay=False, ema_decay=0.995, branch_loss=0.0, threads=1)
+    pretrain = PretrainConfig(epochs=4, lr=2e-3, lr_decay=False, ema_decay=0.995, branch_loss=0.0, threads=1, precision="fp32")
     return BuildConfig(encoder=encoder, pretrain=pretrain, simulator=SimulatorConfig())

@@ -193,16 +193,18 @@ def pattern_data(tmp_path: Path):
     return prepare_dataset(write_pattern_log(tmp_path / "log.csv"), cache_dir=tmp_path / "cache")
 
 
-def test_pretrain_learns_and_is_deterministic(tmp_path: Path, pattern_data) -> None:
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_pretrain_learns_and_is_deterministic(tmp_path: Path, pattern_data, precision: str) -> None:
     seq = pattern_data
     config = EncoderConfig(n_items=seq.n_items, dim=16, max_len=10, cnn_window=3, n_horizontal=4, n_vertical=2, gnn_len=10)
-    train = PretrainConfig(epochs=4, batch_size=64, lr=1e-2, patience=4, seed=3, progress=False, tensorboard=False)
+    train = PretrainConfig(epochs=4, batch_size=64, lr=1e-2, patience=4, seed=3, precision=precision, progress=False, tensorboard=False)
     first = pretrain(seq, config, train, tmp_path / "a")
     second = pretrain(seq, config, train, tmp_path / "b")
     assert first["valid"]["ndcg@10"] > first["initial_valid"]["ndcg@10"] + 0.1
     assert first["test"] == second["test"] and first["history"][-1]["loss"] == second["history"][-1]["loss"]
     saved = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert saved["test"] == first["test"] and saved["dataset_key"] == seq.meta["key"]
+    assert saved["training_dtype"] == {"fp32": "float32", "bf16": "bfloat16"}[precision]
     encoder = SequenceEncoder.load(tmp_path / "a" / "encoder.pt", dataset_key=seq.meta["key"])
     assert evaluate(encoder, seq, "test") == first["test"]
 
@@ -263,6 +265,14 @@ def test_new_config_options_are_validated(kw: dict, message: str) -> None:
 
     with pytest.raises(SeqrecError, match=message) as info:
         small_config(**kw)
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_precision_is_one_line() -> None:
+    from seqrec.data.errors import SeqrecError
+
+    with pytest.raises(SeqrecError, match="precision must be one of auto, fp32, bf16, not 'fp16'") as info:
+        PretrainConfig(precision="fp16")  # type: ignore[arg-type]
     assert "\n" not in str(info.value)
 
 
