@@ -22,6 +22,7 @@ def prepare_command(
     encoder: str = typer.Option("cnn+gnn", "--encoder", help="cnn | gnn | cnn+gnn."),
     epochs: int = typer.Option(30, "--epochs", help="Encoder pretraining epochs (early stopping may end sooner)."),
     seed: int = typer.Option(0, "--seed", help="Seed of pretraining and simulator fitting."),
+    precision: str = typer.Option("auto", "--precision", help="Encoder pretraining step: auto | fp32 | bf16 (see `seqrec pretrain --help`)."),
 ) -> None:
     """Build a bundle: prepared data, pretrained encoder, fitted simulator, fidelity report."""
     from seqrec.data.preprocess import PrepConfig
@@ -30,7 +31,7 @@ def prepare_command(
     from seqrec.simulators.config import SimulatorConfig
 
     cfg = BuildConfig(format=format, columns=columns, sep=sep, prep=PrepConfig(min_value=min_value), encoder={"encoder": encoder},
-                      pretrain=PretrainConfig(epochs=epochs, seed=seed), simulator=SimulatorConfig(seed=seed), seed=seed)  # fmt: skip
+                      pretrain=PretrainConfig(epochs=epochs, seed=seed, precision=precision), simulator=SimulatorConfig(seed=seed), seed=seed)  # fmt: skip
     t0 = time.perf_counter()
     path = build_bundle(data, out, cfg)
     console.print(f"bundle written to [bold]{path}[/] in {time.perf_counter() - t0:.0f} s")

@@ -112,7 +112,7 @@ class EncoderConfig:
 class PretrainConfig:
     """How :func:`~seqrec.encoders.train.pretrain` fits the encoder (next-item prediction)."""
 
-    epochs: int = 15
+    epochs: int = 20
     """Upper bound on epochs (early stopping may end sooner; with ``lr_decay`` the rate
     reaches ``lr / 10`` at this epoch)."""
     batch_size: int = 512
