@@ -170,6 +170,7 @@ class PretrainConfig:
         """The autocast dtype of a training step: ``precision`` with ``auto`` resolved on this CPU."""
         import torch
 
-        if self.precision == "auto":
-            return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else torch.float32
+        if self.precision == "auto":  # oneDNN's own check for native bf16 (AVX512-BF16 / AMX / Arm BF16)
+            native = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)()
+            return torch.bfloat16 if native else torch.float32
         return torch.bfloat16 if self.precision == "bf16" else torch.float32

@@ -9,8 +9,9 @@ output bias starting at the centred log-popularity of the items; validation NDCG
 (targets of split ``valid``, with their whole past as history) decides early stopping, and
 the best epoch's weights (or their exponential moving average, ``ema_decay``) are kept and
 scored on the ``test`` targets. The training step may run under bfloat16 autocast
-(``PretrainConfig.precision``); validation and test always score in float32. Timings are recorded both as wall-clock and as process CPU
-time (the latter is what to compare on a machine shared with other jobs).
+(``PretrainConfig.precision``); validation and test always score in float32. Timings are
+recorded both as wall-clock and as process CPU time (the latter is what to compare on a
+machine shared with other jobs).
 
 Reads top to bottom: seeding → data → model → loop → checkpoint and ``metrics.json``.
 """
