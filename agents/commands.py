@@ -9,6 +9,8 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
+from seqrec.encoders.config import PretrainConfig
+
 console = Console()
 
 
@@ -22,11 +24,10 @@ def prepare_command(
     encoder: str = typer.Option("cnn+gnn", "--encoder", help="cnn | gnn | cnn+gnn."),
     epochs: int = typer.Option(30, "--epochs", help="Encoder pretraining epochs (early stopping may end sooner)."),
     seed: int = typer.Option(0, "--seed", help="Seed of pretraining and simulator fitting."),
-    precision: str = typer.Option("auto", "--precision", help="Encoder pretraining step: auto | fp32 | bf16 (see `seqrec pretrain --help`)."),
+    precision: str = typer.Option(PretrainConfig.precision, "--precision", help="Encoder pretraining step: auto | fp32 | bf16 (see `seqrec pretrain --help`)."),
 ) -> None:
     """Build a bundle: prepared data, pretrained encoder, fitted simulator, fidelity report."""
     from seqrec.data.preprocess import PrepConfig
-    from seqrec.encoders.config import PretrainConfig
     from seqrec.envs.bundle import BuildConfig, build_bundle
     from seqrec.simulators.config import SimulatorConfig
 

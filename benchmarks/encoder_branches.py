@@ -52,10 +52,10 @@ def main() -> None:
     rows: dict[str, dict[str, list[tuple[float, float]]]] = {}
     for split in ("valid", "test"):
         items, behaviours, targets = split_examples(seq, split, 50)
+        gnn_scores = [log_scores(load(args.gnn / f"gnn-seed{seed}"), items, behaviours)["state"] for seed in seeds]
         for i, seed in enumerate(seeds):
             fused = log_scores(load(args.fused / f"cnn_gnn-parallel-seed{seed}"), items, behaviours)
-            gnn = log_scores(load(args.gnn / f"gnn-seed{seed}"), items, behaviours)["state"]
-            other = log_scores(load(args.gnn / f"gnn-seed{seeds[(i + 1) % len(seeds)]}"), items, behaviours)["state"]
+            gnn, other = gnn_scores[i], gnn_scores[(i + 1) % len(seeds)]
             candidates = {"fused": fused["state"], "fused: cnn branch": fused["cnn"], "fused: gnn branch": fused["gnn"],
                           "fused: branch logit sum": fused["cnn"] + fused["gnn"], "gnn": gnn, "gnn + gnn (next seed)": gnn + other}  # fmt: skip
             for name, scores in candidates.items():
