@@ -10,9 +10,13 @@ targets (full catalogue ranking, float32):
 * ``fused: branch logit sum``: the two branches' log-softmax scores added (a two-member ensemble);
 * ``gnn``: the gnn-only model of the same seed;
 * ``gnn + gnn (next seed)``: gnn-only ensembled with the next seed's gnn-only model
-  (log-softmax sum), the size of gain an ensemble of two equal members gives on this data.
+  (log-softmax sum), the size of gain an ensemble of two equal members gives on this data;
+* with ``--cnn``, ``cnn`` (the cnn-only model of the same seed) and ``gnn + cnn (trained
+  apart)``: the two single-branch models ensembled (log-softmax sum), i.e. what a CNN view
+  adds to the GNN when neither was trained beside the other: the ceiling of a fusion that
+  only ensembles them.
 
-    python benchmarks/encoder_branches.py --fused /tmp/enc4/fused --gnn /tmp/enc4/gnn --seeds 0,1,2,3,4
+    python benchmarks/encoder_branches.py --fused /tmp/enc4/fused --gnn /tmp/enc4/gnn --cnn /tmp/enc4/cnn --seeds 0,1,2,3,4
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("../shared/data/ml-100k"))
     parser.add_argument("--fused", type=Path, required=True, help="--out folder of a cnn+gnn:parallel run")
     parser.add_argument("--gnn", type=Path, required=True, help="--out folder of a gnn run")
+    parser.add_argument("--cnn", type=Path, default=None, help="--out folder of a cnn run (optional)")
     parser.add_argument("--seeds", default="0,1,2,3,4")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -58,6 +63,9 @@ def main() -> None:
             gnn, other = gnn_scores[i], gnn_scores[(i + 1) % len(seeds)]
             candidates = {"fused": fused["state"], "fused: cnn branch": fused["cnn"], "fused: gnn branch": fused["gnn"],
                           "fused: branch logit sum": fused["cnn"] + fused["gnn"], "gnn": gnn, "gnn + gnn (next seed)": gnn + other}  # fmt: skip
+            if args.cnn is not None:
+                cnn = log_scores(load(args.cnn / f"cnn-seed{seed}"), items, behaviours)["state"]
+                candidates.update({"cnn": cnn, "gnn + cnn (trained apart)": gnn + cnn})
             for name, scores in candidates.items():
                 m = ranking_metrics(target_ranks(scores, targets))
                 rows.setdefault(name, {}).setdefault(split, []).append((m["ndcg@10"], m["hr@10"]))
