@@ -54,17 +54,22 @@ def main() -> None:
     seq = prepare_dataset(args.data)
     seeds = [int(s) for s in args.seeds.split(",")]
     load = lambda folder: SequenceEncoder.load(folder / CHECKPOINT_NAME, dataset_key=seq.meta["key"]).eval()  # noqa: E731
+    # each checkpoint is loaded once and scored once per split
+    fused_models = [load(args.fused / f"cnn_gnn-parallel-seed{seed}") for seed in seeds]
+    gnn_models = [load(args.gnn / f"gnn-seed{seed}") for seed in seeds]
+    cnn_models = [load(args.cnn / f"cnn-seed{seed}") for seed in seeds] if args.cnn is not None else []
+    max_len = max(m.config.max_len for m in fused_models + gnn_models + cnn_models)
     rows: dict[str, dict[str, list[tuple[float, float]]]] = {}
     for split in ("valid", "test"):
-        items, behaviours, targets = split_examples(seq, split, 50)
-        gnn_scores = [log_scores(load(args.gnn / f"gnn-seed{seed}"), items, behaviours)["state"] for seed in seeds]
-        for i, seed in enumerate(seeds):
-            fused = log_scores(load(args.fused / f"cnn_gnn-parallel-seed{seed}"), items, behaviours)
+        items, behaviours, targets = split_examples(seq, split, max_len)
+        gnn_scores = [log_scores(model, items, behaviours)["state"] for model in gnn_models]
+        for i in range(len(seeds)):
+            fused = log_scores(fused_models[i], items, behaviours)
             gnn, other = gnn_scores[i], gnn_scores[(i + 1) % len(seeds)]
             candidates = {"fused": fused["state"], "fused: cnn branch": fused["cnn"], "fused: gnn branch": fused["gnn"],
                           "fused: branch logit sum": fused["cnn"] + fused["gnn"], "gnn": gnn, "gnn + gnn (next seed)": gnn + other}  # fmt: skip
-            if args.cnn is not None:
-                cnn = log_scores(load(args.cnn / f"cnn-seed{seed}"), items, behaviours)["state"]
+            if cnn_models:
+                cnn = log_scores(cnn_models[i], items, behaviours)["state"]
                 candidates.update({"cnn": cnn, "gnn + cnn (trained apart)": gnn + cnn})
             for name, scores in candidates.items():
                 m = ranking_metrics(target_ranks(scores, targets))
