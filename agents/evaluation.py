@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from seqrec.agents.policies import Policy
-from seqrec.data.threads import torch_threads
+from seqrec.infra.threads import torch_threads
 from seqrec.envs.bundle import Bundle
 from seqrec.envs.vector_env import SeqRecVectorEnv
 
@@ -29,7 +29,7 @@ class EvalConfig:
     batch: int = 500
     """Episodes simulated at once."""
     threads: int | None = 1
-    """torch CPU threads while evaluating (None: torch's default; see :mod:`seqrec.data.threads`)."""
+    """torch CPU threads while evaluating (None: torch's default; see :mod:`seqrec.infra.threads`)."""
 
 
 def _ild(emb: torch.Tensor, items: np.ndarray, alive: np.ndarray) -> np.ndarray:

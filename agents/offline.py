@@ -17,13 +17,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from seqrec.agents.logged_feedback import LoggedFeedback
-from seqrec.agents.ope import (
+from seqrec.ope.logged_feedback import LoggedFeedback
+from seqrec.ope.estimators import (
     DirectMethod,
     DoublyRobust,
     InverseProbabilityWeighting,
@@ -32,6 +32,7 @@ from seqrec.agents.ope import (
     SwitchDoublyRobust,
 )
 from seqrec.agents.policies import Policy, RandomPolicy
+from seqrec.ope.reward_models import ItemRateModel
 from seqrec.envs.bundle import Bundle
 from seqrec.envs.config import EnvConfig
 from seqrec.envs.session import BatchedSessions
@@ -90,15 +91,11 @@ def feedback_from_bundle(bundle: Bundle, split: str = "test") -> LoggedFeedback:
                           context=context.numpy(), user=seq.users[pos], propensity_source=source)  # fmt: skip
 
 
-def reward_model(bundle: Bundle, n_rounds: int, prior_strength: float = 10.0) -> np.ndarray:
-    """q̂(x, a): per-item train reward rate shrunk to the global rate, shape (n_rounds, n_items, 1)."""
+def reward_model(bundle: Bundle, n_rounds: int, model: ItemRateModel = ItemRateModel()) -> np.ndarray:
+    """q̂(x, a) fitted on the train split's events, shape (n_rounds, n_items, 1)."""
     seq = bundle.seq
     pos = np.flatnonzero(seq.split == 0)
-    r = logged_reward(bundle, pos)
-    hits = np.bincount(seq.items[pos], weights=r, minlength=seq.n_items)
-    counts = np.bincount(seq.items[pos], minlength=seq.n_items)
-    rate = (hits + prior_strength * r.mean()) / (counts + prior_strength)
-    return np.broadcast_to(rate.astype(np.float32)[None, :, None], (n_rounds, seq.n_items, 1))
+    return model.predict(model.fit(seq.items[pos], logged_reward(bundle, pos), seq.n_items), n_rounds)
 
 
 def action_distributions(policy: Policy, bundle: Bundle, users: np.ndarray, history: np.ndarray, behaviours: np.ndarray,
@@ -148,6 +145,8 @@ class ValidateConfig:
     epsilon: float = 0.1
     seed: int = 0
     n_bootstrap: int = 500
+    reward_model: ItemRateModel = field(default_factory=lambda: ItemRateModel(prior_strength=5.0))
+    """The DM / DR model fitted on each simulated log (5 pseudo-rounds: its logs are small)."""
 
 
 def validate(bundle: Bundle, target: Policy, config: ValidateConfig = ValidateConfig(), progress: bool = True) -> dict:
@@ -178,8 +177,8 @@ def validate(bundle: Bundle, target: Policy, config: ValidateConfig = ValidateCo
             a = np.minimum((cum_log[u] < rng.random(n)[:, None]).sum(1), n_items - 1)
             r = (rng.random(n) < p_click[u, a]).astype(np.float64)
             fb = LoggedFeedback(action=a, reward=r, pscore=pi_log[u, a], n_actions=n_items, user=u, propensity_source="known")
-            q_hat = _item_rates(a, r, n_items)
-            res = estimate_all(fb, pi_target[u][:, :, None].astype(np.float32), np.broadcast_to(q_hat[None, :, None], (n, n_items, 1)),
+            q_hat = config.reward_model.fit(a, r, n_items)
+            res = estimate_all(fb, pi_target[u][:, :, None].astype(np.float32), config.reward_model.predict(q_hat, n),
                                seed=config.seed + rep, n_bootstrap=config.n_bootstrap)  # fmt: skip
             for name, v in res.items():
                 per_est.setdefault(name, []).append(v)
@@ -192,10 +191,3 @@ def validate(bundle: Bundle, target: Policy, config: ValidateConfig = ValidateCo
             print(f"  {n:>7} rounds done")
     return {"truth": truth, "target": target.name, "logging": {"temperature": config.logging_temperature, "epsilon": config.epsilon},
             "repeats": config.repeats, "rows": rows}  # fmt: skip
-
-
-def _item_rates(action: np.ndarray, reward: np.ndarray, n_items: int, prior: float = 5.0) -> np.ndarray:
-    """Per-item mean logged reward shrunk to the global mean (the DM/DR model in validation)."""
-    hits = np.bincount(action, weights=reward, minlength=n_items)
-    counts = np.bincount(action, minlength=n_items)
-    return ((hits + prior * reward.mean()) / (counts + prior)).astype(np.float32)

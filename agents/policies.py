@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from seqrec.data.errors import SeqrecError
+from seqrec.infra.errors import SeqrecError
 from seqrec.envs.rng import derive, uniforms
 from seqrec.envs.session import BatchedSessions
 

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
-from seqrec.data.atomic import atomic_write, write_json_atomic
-from seqrec.data.errors import CheckpointError, SeqrecError
-from seqrec.data.threads import torch_threads
+from seqrec.infra.atomic import atomic_write, write_json_atomic
+from seqrec.infra.errors import CheckpointError, SeqrecError
+from seqrec.infra.threads import torch_threads
 from seqrec.envs.bundle import load_bundle
 from seqrec.envs.sb3_vec import SB3VecEnv
 from seqrec.envs.session import N_SESSION_FEATURES

@@ -1,4 +1,4 @@
-"""Time every off-policy estimator of seqrec.agents.ope on one large synthetic log.
+"""Time every off-policy estimator of seqrec.ope.estimators on one large synthetic log.
 
     python benchmarks/ope_speed.py                      # n=100,000 rounds, 1,000 actions
     python benchmarks/ope_speed.py --n-rounds 20000     # smaller
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from seqrec.agents.ope import (
+from seqrec.ope.estimators import (
     BaseOffPolicyEstimator,
     DirectMethod,
     DoublyRobust,

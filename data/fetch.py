@@ -37,7 +37,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from seqrec.data.errors import SeqrecError
+from seqrec.infra.errors import SeqrecError
 
 __all__ = ["DATASETS", "MARKER_NAME", "DatasetSource", "fetch_dataset", "get_source", "known_datasets"]
 

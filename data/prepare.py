@@ -22,7 +22,7 @@ from pathlib import Path
 import platformdirs
 from filelock import FileLock
 
-from seqrec.data.errors import SeqrecError
+from seqrec.infra.errors import SeqrecError
 from seqrec.data.preprocess import PrepConfig, preprocess
 from seqrec.data.readers import ColumnMap, detect_format, read_log
 from seqrec.data.sequences import SequenceData, SplitConfig

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from seqrec.data.errors import DataFormatError, SeqrecError
+from seqrec.infra.errors import DataFormatError, SeqrecError
 from seqrec.data.table import InteractionTable, build_table
 
 FORMATS = ("ml-100k", "ml-dat", "ml-csv", "recbole", "synthetic", "csv", "parquet")

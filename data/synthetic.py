@@ -172,7 +172,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from seqrec.data.errors import CheckpointError, SeqrecError
+from seqrec.infra.errors import CheckpointError, SeqrecError
 
 __all__ = [
     "FORMAT_VERSION",
@@ -679,7 +679,7 @@ class GroundTruth:
     def load(cls, directory: str | Path) -> GroundTruth:
         """Restore the ground truth from a folder written by :func:`write_synthetic`.
 
-        Raises :class:`~seqrec.data.errors.CheckpointError` (a one-line
+        Raises :class:`~seqrec.infra.errors.CheckpointError` (a one-line
         :class:`SeqrecError`) when ``truth.npz`` is missing, corrupted or of another version.
         """
         directory = Path(directory)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
-from seqrec.data.errors import SeqrecError
+from seqrec.infra.errors import SeqrecError
 
 EncoderKind = Literal["cnn", "gnn", "cnn+gnn"]
 FusionKind = Literal["stacked", "parallel"]

@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seqrec.data.atomic import atomic_write
-from seqrec.data.errors import CheckpointError
+from seqrec.infra.atomic import atomic_write
+from seqrec.infra.errors import CheckpointError
 from seqrec.data.sequences import PAD
 from seqrec.encoders.cnn import CaserConv, CausalCaserConv
 from seqrec.encoders.config import EncoderConfig

@@ -28,10 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from seqrec.data.atomic import write_json_atomic
-from seqrec.data.errors import SeqrecError
+from seqrec.infra.atomic import write_json_atomic
+from seqrec.infra.errors import SeqrecError
 from seqrec.data.sequences import SequenceData
-from seqrec.data.threads import torch_threads
+from seqrec.infra.threads import torch_threads
 from seqrec.encoders.config import EncoderConfig, PretrainConfig
 from seqrec.encoders.metrics import METRIC_NAMES, ranking_metrics, target_ranks
 from seqrec.encoders.model import SequenceEncoder

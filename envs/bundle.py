@@ -27,10 +27,10 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from seqrec.data.errors import CheckpointError
+from seqrec.infra.errors import CheckpointError
 from seqrec.data.prepare import cache_root, prepare_dataset
 from seqrec.data.preprocess import PrepConfig
-from seqrec.data.threads import torch_threads
+from seqrec.infra.threads import torch_threads
 from seqrec.data.sequences import SequenceData
 from seqrec.encoders.config import EncoderConfig, PretrainConfig
 from seqrec.encoders.model import SequenceEncoder

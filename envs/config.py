@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from seqrec.data.errors import SeqrecError
+from seqrec.infra.errors import SeqrecError
 
 ObsMode = Literal["embedding", "ids"]
 ActionMode = Literal["item", "candidates", "slate", "continuous"]

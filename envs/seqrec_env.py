@@ -8,7 +8,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from seqrec.data.errors import SeqrecError
+from seqrec.infra.errors import SeqrecError
 from seqrec.envs.bundle import Bundle, load_bundle
 from seqrec.envs.config import EnvConfig
 from seqrec.envs.rng import derive, seed_keys

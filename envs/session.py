@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from seqrec.data.errors import SeqrecError
+from seqrec.infra.errors import SeqrecError
 from seqrec.envs.bundle import Bundle
 from seqrec.envs.config import EnvConfig
 from seqrec.envs.retrieval import InnerProductIndex

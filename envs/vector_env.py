@@ -9,7 +9,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from seqrec.data.errors import SeqrecError
+from seqrec.infra.errors import SeqrecError
 from seqrec.envs.bundle import Bundle, load_bundle
 from seqrec.envs.config import EnvConfig
 from seqrec.envs.rng import derive, seed_keys

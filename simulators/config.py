@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from seqrec.data.errors import SeqrecError
+from seqrec.infra.errors import SeqrecError
 
 Calibration = Literal["temperature", "isotonic"]
 

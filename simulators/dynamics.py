@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from seqrec.data.errors import SeqrecError
+from seqrec.infra.errors import SeqrecError
 from seqrec.data.sequences import SequenceData
 
 

@@ -33,7 +33,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from seqrec.data.atomic import write_json_atomic
+from seqrec.infra.atomic import write_json_atomic
 from seqrec.data.sequences import SequenceData
 from seqrec.simulators.dynamics import session_steps
 from seqrec.simulators.examples import ClickLog, UntouchedSampler

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from seqrec.data.atomic import atomic_write
-from seqrec.data.errors import CheckpointError, SeqrecError
+from seqrec.infra.atomic import atomic_write
+from seqrec.infra.errors import CheckpointError, SeqrecError
 from seqrec.data.sequences import SequenceData
 from seqrec.simulators.behaviour import OutcomeModel
 from seqrec.simulators.config import SimulatorConfig

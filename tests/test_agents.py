@@ -16,7 +16,7 @@ import pytest
 from seqrec.agents.evaluation import EvalConfig, evaluate_policy
 from seqrec.agents.policies import BASELINES, SB3Policy, make_baseline
 from seqrec.agents.train import ALGOS, TrainConfig, latest_checkpoint, load_agent, train
-from seqrec.data.errors import CheckpointError, SeqrecError
+from seqrec.infra.errors import CheckpointError, SeqrecError
 from seqrec.envs.bundle import load_bundle
 
 
@@ -75,7 +75,7 @@ def test_resume_after_kill_continues_from_checkpoint(tiny_bundle: Path, tmp_path
     conf = tmp_path / "conf.toml"
     conf.write_text(f'algo = "ppo"\nbundle = "{tiny_bundle}"\nn_envs = 8\nn_steps = 16\ncheckpoint_freq = 128\n'
                     f'eval_freq = 100000\nnet_arch = [32]\nout = "{run}"\n')  # fmt: skip
-    cmd = [sys.executable, "-m", "seqrec.agents.cli", "train", "--config", str(conf), "--timesteps", "200000"]
+    cmd = [sys.executable, "-m", "seqrec.cli.main", "train", "--config", str(conf), "--timesteps", "200000"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         deadline = time.time() + 120

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from seqrec.data.atomic import atomic_write, write_json_atomic
+from seqrec.infra.atomic import atomic_write, write_json_atomic
 
 
 def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path) -> None:

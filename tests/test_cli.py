@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from seqrec.agents.cli import main
+from seqrec.cli.main import main
 
 
 def run(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:

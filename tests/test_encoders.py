@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from seqrec.data.errors import CheckpointError
+from seqrec.infra.errors import CheckpointError
 from seqrec.data.prepare import prepare_dataset
 from seqrec.encoders.config import EncoderConfig, PretrainConfig
 from seqrec.encoders.graph import build_session_graph
@@ -261,7 +261,7 @@ def test_attention_dim_round_trip(tmp_path: Path) -> None:
     ],
 )
 def test_new_config_options_are_validated(kw: dict, message: str) -> None:
-    from seqrec.data.errors import SeqrecError
+    from seqrec.infra.errors import SeqrecError
 
     with pytest.raises(SeqrecError, match=message) as info:
         small_config(**kw)
@@ -269,7 +269,7 @@ def test_new_config_options_are_validated(kw: dict, message: str) -> None:
 
 
 def test_unknown_precision_is_one_line() -> None:
-    from seqrec.data.errors import SeqrecError
+    from seqrec.infra.errors import SeqrecError
 
     with pytest.raises(SeqrecError, match="precision must be one of auto, fp32, bf16, not 'fp16'") as info:
         PretrainConfig(precision="fp16")  # type: ignore[arg-type]

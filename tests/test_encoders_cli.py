@@ -10,8 +10,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from seqrec.encoders.cli import app as encoder_app
-from seqrec.encoders.cli import pretrain_command
+from seqrec.cli.encoder import app as encoder_app
+from seqrec.cli.encoder import pretrain_command
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_encoders import write_pattern_log  # noqa: E402
@@ -20,7 +20,7 @@ ML100K = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
 
 
 def make_app() -> typer.Typer:
-    """The two commands mounted as agents/cli.py mounts them."""
+    """The two commands mounted as cli/main.py mounts them."""
     app = typer.Typer()
     app.command("pretrain")(pretrain_command)
     app.add_typer(encoder_app, name="encoder")

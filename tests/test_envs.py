@@ -13,7 +13,7 @@ from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import seqrec  # noqa: F401  (registers SeqRec-v0)
-from seqrec.data.errors import SeqrecError
+from seqrec.infra.errors import SeqrecError
 from seqrec.envs.sb3_vec import SB3VecEnv
 from seqrec.envs.seqrec_env import SeqRecEnv
 from seqrec.envs.vector_env import SeqRecVectorEnv

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from seqrec.data import fetch as fetch_mod
-from seqrec.data.errors import SeqrecError
+from seqrec.infra.errors import SeqrecError
 from seqrec.data.fetch import DATASETS, MARKER_NAME, fetch_dataset, get_source, known_datasets
 
 NAME = "movielens-100k"

@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import seqrec.agents.logged_feedback as lf_module
-from seqrec.agents.logged_feedback import LoggedFeedback
-from seqrec.data.errors import DataFormatError, SeqrecError
+import seqrec.ope.logged_feedback as lf_module
+from seqrec.ope.logged_feedback import LoggedFeedback
+from seqrec.infra.errors import DataFormatError, SeqrecError
 
 META = {"seqrec.n_actions": "4", "seqrec.propensity_source": "known", "seqrec.format_version": "1"}
 

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seqrec.agents.cli import main
-from seqrec.agents.logged_feedback import LoggedFeedback
+from seqrec.cli.main import main
+from seqrec.ope.logged_feedback import LoggedFeedback
 from seqrec.agents.offline import ValidateConfig, action_distributions, feedback_from_bundle, validate
 from seqrec.agents.policies import make_baseline
 from seqrec.envs.bundle import load_bundle

@@ -1,4 +1,4 @@
-"""Behaviour of the off-policy estimators in seqrec.agents.ope."""
+"""Behaviour of the off-policy estimators in seqrec.ope.estimators."""
 
 from __future__ import annotations
 
@@ -6,16 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from seqrec.agents.ope import (
+from seqrec.ope.estimators import (
     DirectMethod,
     DoublyRobust,
     InverseProbabilityWeighting,
     Replay,
     SelfNormalizedIPS,
     SwitchDoublyRobust,
-    check_ope_inputs,
 )
-from seqrec.data.errors import SeqrecError
+from seqrec.ope.checks import check_ope_inputs
+from seqrec.infra.errors import SeqrecError
 
 ALL_ESTIMATORS = [
     DirectMethod(),
@@ -230,7 +230,7 @@ def test_interval_contains_estimate_and_is_deterministic(est):
 
 
 def test_interval_narrows_with_alpha_and_uses_chunks(monkeypatch):
-    import seqrec.agents.ope as ope
+    import seqrec.ope.base as ope
 
     inp = _random_inputs(n=1000)
     inp.pop("logging_dist")

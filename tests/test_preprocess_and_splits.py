@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seqrec.data.errors import SeqrecError
+from seqrec.infra.errors import SeqrecError
 from seqrec.data.prepare import prepare_dataset
 from seqrec.data.preprocess import PrepConfig, preprocess
 from seqrec.data.sequences import PAD, TEST, TRAIN, VALID, SequenceData, SplitConfig

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seqrec.data.errors import DataFormatError, SeqrecError
+from seqrec.infra.errors import DataFormatError, SeqrecError
 from seqrec.data.readers import ColumnMap, detect_format, read_log
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from seqrec.data.errors import CheckpointError, SeqrecError
+from seqrec.infra.errors import CheckpointError, SeqrecError
 from seqrec.data.prepare import prepare_dataset
 from seqrec.data.synthetic import SynthConfig, write_synthetic
 from seqrec.simulators.config import SimulatorConfig

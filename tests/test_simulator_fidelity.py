@@ -59,7 +59,7 @@ def test_fidelity_report_files_and_fields(small):
 
 
 def test_cli_fit(small, tmp_path: Path, capsys: pytest.CaptureFixture):
-    from seqrec.agents.cli import main
+    from seqrec.cli.main import main
 
     folder, _, _ = small
     out = tmp_path / "sim"

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seqrec.data.errors import SeqrecError
+from seqrec.infra.errors import SeqrecError
 from seqrec.data.synthetic import (
     BEHAVIOURS,
     FORMAT_VERSION,

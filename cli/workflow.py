@@ -82,8 +82,8 @@ def run_evaluation(runs: list[Path], baselines: str, bundle: str | None, episode
     from seqrec.agents.policies import BASELINES, SB3Policy, make_baseline
     from seqrec.agents.report import bar_chart, learning_curves
     from seqrec.agents.train import load_agent
-    from seqrec.data.atomic import write_json_atomic
-    from seqrec.data.errors import SeqrecError
+    from seqrec.infra.atomic import write_json_atomic
+    from seqrec.infra.errors import SeqrecError
     from seqrec.envs.bundle import load_bundle
 
     names = list(BASELINES) if baselines == "all" else [] if baselines == "none" else [b.strip() for b in baselines.split(",") if b.strip()]

@@ -1,6 +1,6 @@
 """``seqrec pretrain`` and ``seqrec encoder …``: fit and evaluate the sequence encoder.
 
-``agents/cli.py`` mounts :func:`pretrain_command` as ``seqrec pretrain`` and :data:`app` as
+``cli/main.py`` mounts :func:`pretrain_command` as ``seqrec pretrain`` and :data:`app` as
 ``seqrec encoder``.
 """
 
@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from seqrec.data.errors import SeqrecError
+from seqrec.infra.errors import SeqrecError
 from seqrec.encoders.config import EncoderConfig, PretrainConfig
 
 app = typer.Typer(help="Sequence encoder: evaluate a pretrained checkpoint.", no_args_is_help=True)

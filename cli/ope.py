@@ -34,7 +34,7 @@ def _bundle(bundle: Optional[str], data: Optional[Path]):
 
 def _feedback(loaded, logs: Optional[Path]):
     """Logged feedback and the logged state of each round's user (history up to the round)."""
-    from seqrec.agents.logged_feedback import LoggedFeedback
+    from seqrec.ope.logged_feedback import LoggedFeedback
     from seqrec.agents.offline import feedback_from_bundle
 
     if logs is None:
@@ -68,7 +68,7 @@ def ope_command(
     runs: Optional[List[Path]] = typer.Argument(None, help="Run folders of trained agents."),
     bundle: Optional[str] = typer.Option(None, "--bundle", help="Bundle whose test split is the log (default: the runs')."),
     data: Optional[Path] = typer.Option(None, "--data", help="A raw log instead of a bundle (a bundle is built and cached)."),
-    logs: Optional[Path] = typer.Option(None, "--logs", help="Logged feedback Parquet file (see seqrec.agents.logged_feedback)."),
+    logs: Optional[Path] = typer.Option(None, "--logs", help="Logged feedback Parquet file (see seqrec.ope.logged_feedback)."),
     baselines: str = typer.Option("random,most-popular,greedy", "--baselines", help="Comma-separated baselines or 'none'."),
     out: Path = typer.Option(Path("ope"), "--out", help="Folder for ope.json and ope.png."),
     seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
@@ -77,7 +77,7 @@ def ope_command(
     from seqrec.agents.offline import action_distributions, estimate_all, reward_model
     from seqrec.agents.policies import SB3Policy, make_baseline
     from seqrec.agents.train import load_agent
-    from seqrec.data.atomic import write_json_atomic
+    from seqrec.infra.atomic import write_json_atomic
 
     agents = [(run, *load_agent(run)) for run in runs or []]
     if bundle is None and data is None and agents:
@@ -132,7 +132,7 @@ def validate_command(
     """Log rounds in the simulator with a known logging policy; compare every estimator with the truth."""
     from seqrec.agents.offline import ValidateConfig, validate
     from seqrec.agents.policies import make_baseline
-    from seqrec.data.atomic import write_json_atomic
+    from seqrec.infra.atomic import write_json_atomic
 
     loaded = _bundle(bundle, None)
     cfg = ValidateConfig(rounds=tuple(int(r) for r in rounds.split(",")), repeats=repeats, seed=seed)

@@ -1,8 +1,8 @@
 """The ``seqrec`` command line.
 
-Sub-command groups are defined next to the code they drive (``seqrec.data.cli`` …) and
+Sub-command groups are defined next to the code they drive (``seqrec.cli.data`` …) and
 mounted here; this module is the only place that reads ``sys.argv``. Errors derived from
-:class:`~seqrec.data.errors.SeqrecError` (and other ``ValueError``/``OSError``) print one
+:class:`~seqrec.infra.errors.SeqrecError` (and other ``ValueError``/``OSError``) print one
 line and exit with status 2; ``--debug`` re-raises them with the full traceback.
 """
 
@@ -12,12 +12,12 @@ import sys
 
 import typer
 
-from seqrec.agents.ope_commands import app as ope_app
-from seqrec.agents.commands import demo_command, evaluate_command, prepare_command, train_command
-from seqrec.data.cli import app as data_app
-from seqrec.data.errors import SeqrecError
-from seqrec.simulators.cli import app as simulator_app
-from seqrec.encoders.cli import app as encoder_app, pretrain_command
+from seqrec.cli.ope import app as ope_app
+from seqrec.cli.workflow import demo_command, evaluate_command, prepare_command, train_command
+from seqrec.cli.data import app as data_app
+from seqrec.infra.errors import SeqrecError
+from seqrec.cli.simulator import app as simulator_app
+from seqrec.cli.encoder import app as encoder_app, pretrain_command
 
 app = typer.Typer(
     name="seqrec",

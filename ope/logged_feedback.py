@@ -3,7 +3,7 @@
 A :class:`LoggedFeedback` holds ``n`` logged rounds: the context the logging policy saw,
 the action it took, the reward that followed and the probability it had of taking that
 action (the propensity score, ``pscore``). ``seqrec ope`` evaluates target policies on it
-with the estimators of :mod:`seqrec.agents.ope`.
+with the estimators of :mod:`seqrec.ope.estimators`.
 
 File format (version 1)
 -----------------------
@@ -47,7 +47,7 @@ with pandas and pyarrow::
     pq.write_table(table, "logs.parquet")
 
 or pass ``n_actions=`` / ``propensity_source=`` to :meth:`LoggedFeedback.from_parquet` for
-a file without them. A bad file raises :class:`~seqrec.data.errors.DataFormatError` (a
+a file without them. A bad file raises :class:`~seqrec.infra.errors.DataFormatError` (a
 ``SeqrecError``) naming the file, the column and the first bad row.
 """
 
@@ -64,8 +64,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from seqrec.data.atomic import atomic_write
-from seqrec.data.errors import DataFormatError, SeqrecError
+from seqrec.infra.atomic import atomic_write
+from seqrec.infra.errors import DataFormatError, SeqrecError
 
 __all__ = ["LoggedFeedback", "FORMAT_VERSION", "PROPENSITY_SOURCES"]
 
@@ -92,7 +92,7 @@ class LoggedFeedback:
     """Logged bandit feedback: ``n_rounds`` rounds of (context, action, reward, pscore).
 
     Arrays are converted to the dtypes below on construction and validated; a bad one
-    raises :class:`~seqrec.data.errors.SeqrecError` naming the field.
+    raises :class:`~seqrec.infra.errors.SeqrecError` naming the field.
 
     :param action: int64, shape ``(n_rounds,)``; logged action in ``[0, n_actions)``.
     :param reward: float64, shape ``(n_rounds,)``; observed reward, finite.

@@ -24,7 +24,7 @@ def fit_cmd(
     """Fit the click, outcome and exit models on DATA, then write the checkpoint and the fidelity report."""
     import json
 
-    from seqrec.data.threads import torch_threads
+    from seqrec.infra.threads import torch_threads
 
     with torch_threads(threads):
         report, out_ckpt = _fit_and_report(data, out, format, columns, epochs, seed)

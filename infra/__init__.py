@@ -1,0 +1,13 @@
+"""seqrec.infra: what every package needs and none owns.
+
+=============  ================================================================
+module         holds
+=============  ================================================================
+``errors``     :class:`SeqrecError` and its kinds: bad input reported in one line
+``atomic``     ``atomic_write`` / ``write_json_atomic``: temp file, then rename
+``threads``    ``torch_threads``: a fixed torch CPU thread count for a block
+``progress``   progress bars that become one line every few seconds in a log
+=============  ================================================================
+
+Imports nothing from the other seqrec packages, so every layer may import it.
+"""
