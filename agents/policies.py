@@ -15,8 +15,8 @@ to a batch of actions. Baselines read what they need from the env's batched sess
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -28,14 +28,40 @@ from seqrec.envs.session import BatchedSessions
 BASELINES = ("random", "most-popular", "greedy", "linucb", "oracle")
 
 
-class Policy(Protocol):
-    """Anything that chooses a batch of actions for the env's current sessions."""
+class Policy(ABC):
+    """Chooses a batch of actions for the env's current sessions; the base of every policy here.
+
+    Subclasses are dataclasses whose fields are their hyperparameters and ``name`` (the label
+    in evaluation results); they implement :meth:`act` and, if they learn online, :meth:`update`.
+    :func:`~seqrec.agents.evaluation.evaluate_policy` calls ``act`` then ``update`` once per
+    env step for the whole batch of ``B`` users.
+    """
 
     name: str
+    """Label of the policy in evaluation results."""
 
-    def act(self, obs, sessions: BatchedSessions) -> np.ndarray: ...
+    @abstractmethod
+    def act(self, obs, sessions: BatchedSessions) -> np.ndarray:
+        """The actions for the current step of every session.
 
-    def update(self, sessions: BatchedSessions, actions: np.ndarray, reward: np.ndarray) -> None: ...
+        :param obs: the batched observation as the env returns it: an array ``(B, d + N_SESSION_FEATURES)``
+            in ``embedding`` mode without candidates, else a dict of ``(B, ...)`` arrays
+            (see :class:`~seqrec.envs.vector_env.SeqRecVectorEnv`).
+        :param sessions: the env's :class:`~seqrec.envs.session.BatchedSessions` (histories,
+            the encoder, the simulator, the config's action mode).
+        :return: actions in the env's action mode: ``(B,)`` ints for ``item`` and
+            ``candidates``, ``(B, k)`` item ids for ``slate`` (``k = slate_size``), ``(B, d)``
+            floats for ``continuous``.
+        """
+
+    def update(self, sessions: BatchedSessions, actions: np.ndarray, reward: np.ndarray) -> None:
+        """Learn from the step just taken; a no-op unless the policy learns online (LinUCB).
+
+        Called after ``env.step(actions)`` with the ``actions`` from :meth:`act` and the
+        step's ``reward`` ``(B,)``. ``sessions`` is the same object :meth:`act` saw, already
+        stepped: clicked rows hold their new history and finished rows a new user, so a
+        policy that needs the state it acted on keeps it from :meth:`act`.
+        """
 
 
 def _consumed(sessions: BatchedSessions) -> torch.Tensor:
@@ -46,27 +72,29 @@ def _consumed(sessions: BatchedSessions) -> torch.Tensor:
     return mask.scatter_(1, hist, True)[:, : sessions.n_items]
 
 
-def _to_action(items: torch.Tensor, sessions: BatchedSessions) -> np.ndarray:
-    """Express chosen item ids in the env's action mode (candidates: their index, slate: top-k)."""
-    mode = sessions.config.action_mode
-    if mode == "item":
-        return items[:, 0].numpy()
-    if mode == "slate":
-        return items[:, : sessions.config.slate_size].numpy()
-    if mode == "continuous":
-        return torch.nn.functional.normalize(sessions.item_emb[items[:, 0]], dim=1).numpy()
-    raise SeqrecError("baselines choose from the catalogue; use action_mode item, slate or continuous")
+def _choose(scores: torch.Tensor, sessions: BatchedSessions, exclude_consumed: bool = True) -> np.ndarray:
+    """The best of ``scores`` ``(B, n_items)`` as an action of the env's mode.
 
-
-def _ranked(scores: torch.Tensor, sessions: BatchedSessions, exclude_consumed: bool = True) -> torch.Tensor:
-    k = sessions.config.slate_size if sessions.config.action_mode == "slate" else 1
+    ``item``: the top item; ``slate``: the top ``slate_size`` items, best first;
+    ``candidates``: the index of the best-scored of this step's K candidates;
+    ``continuous``: the top item's unit embedding (the query that retrieves it).
+    """
     if exclude_consumed:
         scores = scores.masked_fill(_consumed(sessions), float("-inf"))
-    return torch.topk(scores, k, dim=1).indices
+    mode = sessions.config.action_mode
+    if mode == "candidates":
+        return torch.gather(scores, 1, sessions.candidates).argmax(dim=1).numpy()
+    k = sessions.config.slate_size if mode == "slate" else 1
+    items = torch.topk(scores, k, dim=1).indices
+    if mode == "slate":
+        return items.numpy()
+    if mode == "continuous":
+        return torch.nn.functional.normalize(sessions.item_emb[items[:, 0]], dim=1).numpy()
+    return items[:, 0].numpy()
 
 
 @dataclass
-class RandomPolicy:
+class RandomPolicy(Policy):
     """Uniformly random items: counter-based draws keyed by each user's episode and step, so a
     user meets the same random items whatever the batch size (``seed`` picks the stream)."""
 
@@ -75,28 +103,22 @@ class RandomPolicy:
 
     def act(self, obs, sessions: BatchedSessions) -> np.ndarray:
         u = uniforms(derive(sessions.keys, 0x5EED, self.seed), sessions.t, sessions.n_items)
-        return _to_action(_ranked(torch.from_numpy(u), sessions, False), sessions)
-
-    def update(self, sessions, actions, reward) -> None:
-        pass
+        return _choose(torch.from_numpy(u), sessions, exclude_consumed=False)
 
 
 @dataclass
-class MostPopularPolicy:
+class MostPopularPolicy(Policy):
     """The most-logged train items, skipping what the user already consumed."""
 
     name: str = "most-popular"
 
     def act(self, obs, sessions: BatchedSessions) -> np.ndarray:
         pop = torch.as_tensor(sessions.seq.item_popularity(("train",)), dtype=torch.float32)
-        return _to_action(_ranked(pop.expand(sessions.n, -1).clone(), sessions), sessions)
-
-    def update(self, sessions, actions, reward) -> None:
-        pass
+        return _choose(pop.expand(sessions.n, -1), sessions)
 
 
 @dataclass
-class GreedyEncoderPolicy:
+class GreedyEncoderPolicy(Policy):
     """The pretrained encoder's top-1 next item (what a supervised recommender would show)."""
 
     name: str = "greedy"
@@ -104,14 +126,11 @@ class GreedyEncoderPolicy:
     def act(self, obs, sessions: BatchedSessions) -> np.ndarray:
         with torch.inference_mode():
             scores = sessions.encoder.scores(sessions.emb)
-        return _to_action(_ranked(scores.float(), sessions), sessions)
-
-    def update(self, sessions, actions, reward) -> None:
-        pass
+        return _choose(scores.float(), sessions)
 
 
 @dataclass
-class OraclePolicy:
+class OraclePolicy(Policy):
     """The simulator's myopic best item: highest click probability now (ignores the future)."""
 
     name: str = "oracle"
@@ -120,14 +139,11 @@ class OraclePolicy:
         all_items = torch.arange(sessions.n_items).expand(sessions.n, -1)
         with torch.inference_mode():
             p = sessions.simulator.click_probability(sessions.state, all_items)
-        return _to_action(_ranked(p.float(), sessions, exclude_consumed=False), sessions)
-
-    def update(self, sessions, actions, reward) -> None:
-        pass
+        return _choose(p.float(), sessions, exclude_consumed=False)
 
 
 @dataclass
-class LinUCBPolicy:
+class LinUCBPolicy(Policy):
     """LinUCB (Li et al., 2010) with one shared linear model on ``z = [state ⊙ item, item]``.
 
     Expected reward of item a for state x: ``θᵀ z_a`` with ``z_a = [x ⊙ v_a, v_a]`` (v_a the
@@ -163,17 +179,19 @@ class LinUCBPolicy:
         P, Q, R = A_inv[:h, :h], A_inv[:h, h:], A_inv[h:, h:]
         C = x[:, :, None] * P * x[:, None, :] + x[:, :, None] * Q + Q.T[None] * x[:, None, :] + R  # (B, h, h)
         bonus = torch.sqrt(torch.einsum("bnh,nh->bn", v @ C, v).clamp(min=0))  # (B, n)
-        return _to_action(_ranked(mean + self.alpha * bonus, sessions), sessions)
+        actions = _choose(mean + self.alpha * bonus, sessions)
+        shown = sessions.recommended_items(actions).reshape(sessions.n, -1)[:, 0]
+        self._acted = self._z(sessions, shown)[:, 0, :]  # (B, d): the state acted on, before the step changes it
+        return actions
 
     def update(self, sessions: BatchedSessions, actions: np.ndarray, reward: np.ndarray) -> None:
-        items = torch.as_tensor(np.asarray(actions).reshape(sessions.n, -1)[:, 0])
-        z = self._z(sessions, items)[:, 0, :]  # (B, d)
+        z = self._acted
         self._A += z.T @ z
         self._b += z.T @ torch.as_tensor(reward, dtype=torch.float32)
 
 
 @dataclass
-class SB3Policy:
+class SB3Policy(Policy):
     """A trained Stable-Baselines3 model (deterministic actions; masks when it takes them)."""
 
     model: object
@@ -185,9 +203,6 @@ class SB3Policy:
             kwargs["action_masks"] = sessions.action_masks()
         actions, _ = self.model.predict(obs, deterministic=True, **kwargs)
         return actions
-
-    def update(self, sessions, actions, reward) -> None:
-        pass
 
 
 def make_baseline(name: str, seed: int = 0) -> Policy:

@@ -51,6 +51,12 @@ class TrainConfig:
     """Env action mode; None picks the algorithm's (SAC/TD3 continuous, MaskablePPO item, others candidates)."""
     obs_mode: str = "embedding"
     """embedding (frozen encoder state) or ids (raw history; uses the encoder as features extractor)."""
+    freeze_encoder: bool = False
+    """``obs_mode="ids"`` only. The features extractor (the CNN + GNN encoder) always starts
+    from the bundle's pretrained encoder (``encoder.pt``); False (default) trains it end to
+    end with the policy, which is what ids mode is for; True keeps its weights fixed (then
+    the agent sees what embedding mode gives it, at the cost of encoding every step). The
+    env's own encoder (candidate retrieval) is a separate copy and never changes."""
     env: dict[str, Any] = field(default_factory=dict)
     """Other env options (n_candidates, reward_weights, max_episode_steps, …)."""
     learning_rate: float | None = None
@@ -99,6 +105,8 @@ class TrainConfig:
             raise SeqrecError(f"policy_init must be 'encoder' or 'random', not {self.policy_init!r}")
         if not self.init_temperature > 0:
             raise SeqrecError(f"init_temperature must be > 0, not {self.init_temperature}")
+        if self.freeze_encoder and self.obs_mode != "ids":
+            raise SeqrecError(f"freeze_encoder applies to obs_mode 'ids' only; obs_mode {self.obs_mode!r} always uses the frozen encoder")
 
     @property
     def warm_start(self) -> bool:
@@ -180,16 +188,22 @@ def build_model(cfg: TrainConfig, venv: SB3VecEnv, tb_dir: Path):
     elif cfg.algo in ("sac", "td3"):
         kwargs.update(buffer_size=100_000, learning_starts=min(1000, cfg.timesteps // 4), train_freq=1,
                       gradient_steps=max(1, cfg.n_envs // 8))  # fmt: skip
+    encoder = load_bundle(cfg.bundle).encoder
     if cfg.obs_mode == "ids":
-        from seqrec.encoders.extractor import EncoderFeaturesExtractor
+        from seqrec.encoders.extractor import SequenceFeaturesExtractor
 
-        kwargs["policy_kwargs"].update(features_extractor_class=EncoderFeaturesExtractor,
-                                       features_extractor_kwargs={"encoder": load_bundle(cfg.bundle).encoder})  # fmt: skip
+        # a plain config, not the live module: SB3 pickles policy_kwargs into every zip, which holds the weights anyway
+        extractor_kwargs = {"config": encoder.config.to_dict(), "freeze": cfg.freeze_encoder}
+        kwargs["policy_kwargs"].update(features_extractor_class=SequenceFeaturesExtractor, features_extractor_kwargs=extractor_kwargs)
     if cfg.warm_start:
         kwargs["policy_kwargs"]["net_arch"] = {"pi": [], "vf": list(cfg.net_arch)}
     model = cls(_policy_name(venv), venv, **kwargs)
+    if cfg.obs_mode == "ids":
+        from seqrec.encoders.extractor import load_encoder_weights
+
+        load_encoder_weights(model.policy, encoder)  # every extractor (critics, target networks) starts pretrained
     if cfg.warm_start:
-        init_policy_from_encoder(model.policy, load_bundle(cfg.bundle).encoder, cfg.init_temperature)
+        init_policy_from_encoder(model.policy, encoder, cfg.init_temperature)
     return model
 
 
@@ -259,9 +273,11 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, progress: bool) -> Path:
     if remaining <= 0:
         return run
     every = max(1, cfg.checkpoint_freq // cfg.n_envs)
-    callbacks = [_AtomicCheckpoint(every, run / "checkpoints"), _eval_callback(cfg, run)]
-    model.learn(remaining, callback=CallbackList(callbacks), progress_bar=progress,
-                reset_num_timesteps=ckpt is None, tb_log_name="run")  # fmt: skip
+    evaluation = _eval_callback(cfg, run)
+    callbacks = [_AtomicCheckpoint(every, run / "checkpoints"), evaluation]
+    if progress:
+        callbacks.append(_Progress(cfg.timesteps, evaluation))
+    model.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=ckpt is None, tb_log_name="run")
     save_model_atomic(model, run / "final_model.zip")
     return run
 
@@ -292,6 +308,29 @@ class _AtomicCheckpoint(BaseCallback):
                     self.model.save_replay_buffer(fh)
             save_model_atomic(self.model, self.folder / f"model_{steps}_steps.zip")
         return True
+
+
+class _Progress(BaseCallback):
+    """Steps done of the run's total with the latest evaluation return, through
+    :func:`seqrec.infra.progress.progress` (redrawn on a terminal, a line every few seconds in a log)."""
+
+    def __init__(self, total: int, evaluation: BaseCallback) -> None:
+        super().__init__()
+        self.total, self.evaluation, self.bar = total, evaluation, None
+
+    def _on_training_start(self) -> None:
+        from seqrec.infra.progress import progress
+
+        self.bar = progress(total=self.total, initial=self.model.num_timesteps, desc="train", unit="step")
+
+    def _on_step(self) -> bool:
+        self.bar.update(self.model.num_timesteps - self.bar.n)
+        if np.isfinite(getattr(self.evaluation, "last_mean_reward", np.nan)):
+            self.bar.set_postfix(eval_return=f"{self.evaluation.last_mean_reward:.3f}", refresh=False)
+        return True
+
+    def _on_training_end(self) -> None:
+        self.bar.close()
 
 
 class _SaveBest(BaseCallback):

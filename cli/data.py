@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+from seqrec.cli.options import COLUMNS, FORMAT, MIN_VALUE, SEP, default_of
+from seqrec.cli.output import show_table
+from seqrec.data.preprocess import PrepConfig
+from seqrec.data.sequences import SplitConfig
 
 app = typer.Typer(help="Logged datasets: synthesise, fetch, inspect, prepare.", no_args_is_help=True)
 
@@ -18,14 +24,13 @@ def fetch_cmd(
     """Download a public dataset from its official source, verified by SHA-256."""
     from seqrec.data.fetch import fetch_dataset
 
-    path = fetch_dataset(name, dir)
-    typer.echo(str(path))
+    typer.echo(str(fetch_dataset(name, dir)))
 
 
 @app.command("synth")
 def synth_cmd(
-    users: Optional[int] = typer.Option(None, "--users", help="Number of simulated users (default: the synthetic default's 3,000)."),
-    items: Optional[int] = typer.Option(None, "--items", help="Catalogue size (default: the synthetic default's 500)."),
+    users: Optional[int] = typer.Option(None, "--users", help="Number of simulated users (default: SynthConfig.n_users)."),
+    items: Optional[int] = typer.Option(None, "--items", help="Catalogue size (default: SynthConfig.n_items)."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives byte-identical files."),
     out: Path = typer.Option(Path("synthetic"), "--out", help="Output folder."),
 ) -> None:
@@ -33,42 +38,27 @@ def synth_cmd(
     from seqrec.data.synthetic import SynthConfig, write_synthetic
 
     sizes = {k: v for k, v in (("n_users", users), ("n_items", items)) if v is not None}
-    path = write_synthetic(out, SynthConfig(seed=seed, **sizes))
-    typer.echo(str(path))
+    typer.echo(str(write_synthetic(out, SynthConfig(seed=seed, **sizes))))
 
 
 def _print_stats(title: str, stats: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title, show_header=False)
-    for key, value in stats.items():
-        if isinstance(value, dict):
-            value = ", ".join(f"{k}={v}" for k, v in value.items())
-        table.add_row(key, str(value))
-    Console().print(table)
-
-
-_FORMAT = typer.Option(None, "--format", help="Force the format: ml-100k, ml-dat, ml-csv, recbole, synthetic, csv, parquet.")
-_COLUMNS = typer.Option(None, "--columns", help="Generic logs: user=COL,item=COL,time=COL[,behaviour=COL][,value=COL][,session=COL][,date=COL].")
-_SEP = typer.Option(None, "--sep", help="Generic text logs: field separator (default ',' or tab for .tsv).")
+    rows = [(k, ", ".join(f"{a}={b}" for a, b in v.items()) if isinstance(v, dict) else v) for k, v in stats.items()]
+    show_table(title, ("field", "value"), rows, show_header=False)
 
 
 @app.command("info")
 def info_cmd(
     path: Path = typer.Argument(..., help="A log file or dataset folder."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
-    format: Optional[str] = _FORMAT,
-    columns: Optional[str] = _COLUMNS,
-    sep: Optional[str] = _SEP,
+    format: Optional[str] = FORMAT,
+    columns: Optional[str] = COLUMNS,
+    sep: Optional[str] = SEP,
 ) -> None:
     """Users, items, interactions, behaviours, time span and sequence lengths of a raw log."""
-    import json
-
     from seqrec.data.readers import read_log
     from seqrec.data.sequences import describe
 
-    table = read_log(path, format, columns, _unescape(sep))
+    table = read_log(path, format, columns, sep)
     ev = table.events
     stats = describe(ev["user"].to_numpy(), ev["item"].to_numpy(), ev["ts"].to_numpy(), ev["behaviour"].to_numpy(),
                      table.n_users, table.n_items, table.behaviour_names)  # fmt: skip
@@ -80,34 +70,26 @@ def info_cmd(
         _print_stats(f"seqrec data info: {path}", stats)
 
 
-def _unescape(sep: Optional[str]) -> Optional[str]:
-    """Let ``--sep '\\t'`` mean a tab."""
-    return sep.encode().decode("unicode_escape") if sep else sep
-
-
 @app.command("prepare")
 def prepare_cmd(
     path: Path = typer.Argument(..., help="A log file or dataset folder."),
-    format: Optional[str] = _FORMAT,
-    columns: Optional[str] = _COLUMNS,
-    sep: Optional[str] = _SEP,
-    min_value: Optional[float] = typer.Option(None, "--min-value", help="Keep events with value >= this (e.g. 4 for ratings)."),
-    dedup: str = typer.Option("none", "--dedup", help="none | exact | first | last (one event per user-item pair)."),
-    min_user: int = typer.Option(3, "--min-user", help="k-core: minimum events per user."),
-    min_item: int = typer.Option(1, "--min-item", help="k-core: minimum events per item."),
-    split: str = typer.Option("leave-last-out", "--split", help="leave-last-out | time."),
+    format: Optional[str] = FORMAT,
+    columns: Optional[str] = COLUMNS,
+    sep: Optional[str] = SEP,
+    min_value: Optional[float] = MIN_VALUE,
+    dedup: str = typer.Option(default_of(PrepConfig, "dedup"), "--dedup", help="none | exact | first | last (one event per user-item pair)."),
+    min_user: int = typer.Option(default_of(PrepConfig, "min_user_interactions"), "--min-user", help="k-core: minimum events per user."),
+    min_item: int = typer.Option(default_of(PrepConfig, "min_item_interactions"), "--min-item", help="k-core: minimum events per item."),
+    split: str = typer.Option(default_of(SplitConfig, "mode"), "--split", help="leave-last-out | time."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Rebuild even when a cached copy exists."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Read, filter and split a log into the cache; prints the preprocessing report."""
-    import json
-
     from seqrec.data.prepare import prepare_dataset
-    from seqrec.data.preprocess import PrepConfig
-    from seqrec.data.sequences import SplitConfig, describe
+    from seqrec.data.sequences import describe
 
     prep = PrepConfig(min_value=min_value, dedup=dedup, min_user_interactions=min_user, min_item_interactions=min_item)  # type: ignore[arg-type]
-    seq = prepare_dataset(path, format=format, columns=columns, sep=_unescape(sep), prep=prep,
+    seq = prepare_dataset(path, format=format, columns=columns, sep=sep, prep=prep,
                           split=SplitConfig(mode=split), use_cache=not no_cache)  # type: ignore[arg-type]
     out = {"cache_hit": seq.meta["cache_hit"], "key": seq.meta.get("key"), "report": seq.meta.get("report"),
            **describe(seq.users, seq.items, seq.ts, seq.behaviours, seq.n_users, seq.n_items, seq.behaviour_names)}  # fmt: skip

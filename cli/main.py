@@ -1,7 +1,6 @@
-"""The ``seqrec`` command line.
+"""The ``seqrec`` command line: the app that mounts every command group of :mod:`seqrec.cli`.
 
-Sub-command groups are defined next to the code they drive (``seqrec.cli.data`` …) and
-mounted here; this module is the only place that reads ``sys.argv``. Errors derived from
+This module is the only place that reads ``sys.argv``. Errors derived from
 :class:`~seqrec.infra.errors.SeqrecError` (and other ``ValueError``/``OSError``) print one
 line and exit with status 2; ``--debug`` re-raises them with the full traceback.
 """
@@ -12,12 +11,13 @@ import sys
 
 import typer
 
-from seqrec.cli.ope import app as ope_app
-from seqrec.cli.workflow import demo_command, evaluate_command, prepare_command, train_command
 from seqrec.cli.data import app as data_app
-from seqrec.infra.errors import SeqrecError
+from seqrec.cli.encoder import app as encoder_app
+from seqrec.cli.encoder import pretrain_command
+from seqrec.cli.ope import app as ope_app
 from seqrec.cli.simulator import app as simulator_app
-from seqrec.cli.encoder import app as encoder_app, pretrain_command
+from seqrec.cli.workflow import demo_command, evaluate_command, prepare_command, train_command
+from seqrec.infra.errors import SeqrecError
 
 app = typer.Typer(
     name="seqrec",
@@ -35,6 +35,7 @@ app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 app.command("demo")(demo_command)
 app.add_typer(ope_app, name="ope")
+
 
 @app.callback()
 def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")) -> None:

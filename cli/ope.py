@@ -7,11 +7,12 @@ from typing import List, Optional
 
 import numpy as np
 import typer
-from rich.console import Console
-from rich.table import Table
+from seqrec.agents.offline import ValidateConfig
+from seqrec.cli.options import default_of
+from seqrec.cli.output import console, show_table
+from seqrec.infra.errors import SeqrecError
 
-app = typer.Typer(help="Off-policy evaluation on logged data.", no_args_is_help=True, invoke_without_command=False)
-console = Console()
+app = typer.Typer(help="Off-policy evaluation on logged data: a policy's one-step (bandit) value.", no_args_is_help=True)
 
 
 def _bundle(bundle: Optional[str], data: Optional[Path]):
@@ -19,7 +20,7 @@ def _bundle(bundle: Optional[str], data: Optional[Path]):
     from seqrec.envs.bundle import build_bundle, default_build_config, load_bundle
 
     if bundle is not None and data is not None:
-        raise typer.BadParameter("pass --bundle or --data, not both")
+        raise SeqrecError("pass --bundle or --data, not both")
     if data is not None:
         import hashlib
 
@@ -44,10 +45,13 @@ def _feedback(loaded, logs: Optional[Path]):
         return fb, fb.user, hist, beh.astype(np.int64)
     fb = LoggedFeedback.from_parquet(logs, n_actions=loaded.seq.n_items, propensity_source=_stated_source(logs))
     if fb.n_actions != loaded.seq.n_items:
-        raise typer.BadParameter(f"{logs}: n_actions {fb.n_actions} does not match the bundle's {loaded.seq.n_items} items")
-    users = fb.user if fb.user is not None else np.zeros(fb.n_rounds, np.int64)
+        raise SeqrecError(f"{logs}: n_actions {fb.n_actions} does not match the bundle's {loaded.seq.n_items} items")
+    if fb.user is None:
+        raise SeqrecError(f"{logs}: no 'user' column; each round's user (the bundle's user index) is needed to rebuild "
+                          "the state the policies act on (`seqrec ope export` writes it)")  # fmt: skip
+    users = fb.user
     if users.max(initial=0) >= loaded.seq.n_users:
-        raise typer.BadParameter(f"{logs}: user ids beyond the bundle's {loaded.seq.n_users} users")
+        raise SeqrecError(f"{logs}: user ids beyond the bundle's {loaded.seq.n_users} users")
     hist, beh = loaded.seq.user_histories(users, loaded.simulator.max_history, upto="valid")
     return fb, users, hist, beh.astype(np.int64)
 
@@ -96,14 +100,10 @@ def ope_command(
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "ope.json", summary)
     _plot(results, out / "ope.png", f"OPE on {fb.n_rounds} logged rounds ({fb.propensity_source} propensities)")
-    table = Table(title=f"Off-policy estimates ({fb.n_rounds} rounds, {fb.propensity_source} propensities; logged mean {fb.reward.mean():.4f})")
     names = list(next(iter(results.values())).keys()) if results else []
-    table.add_column("policy")
-    for n in names:
-        table.add_column(n, justify="right")
-    for pol, est in results.items():
-        table.add_row(pol, *(f"{est[n]['estimate']:.4f} [{est[n]['ci95'][0]:.4f}, {est[n]['ci95'][1]:.4f}]" for n in names))
-    console.print(table)
+    rows = [(pol, *(f"{est[n]['estimate']:.4f} [{est[n]['ci95'][0]:.4f}, {est[n]['ci95'][1]:.4f}]" for n in names)) for pol, est in results.items()]
+    show_table(f"Off-policy estimates of the one-step value ({fb.n_rounds} rounds, {fb.propensity_source} propensities; "
+               f"logged mean {fb.reward.mean():.4f})", ("policy", *names), rows)  # fmt: skip
     console.print(f"results: {out / 'ope.json'}, plot: {out / 'ope.png'}")
 
 
@@ -124,13 +124,13 @@ def export_command(
 def validate_command(
     bundle: Optional[str] = typer.Option(None, "--bundle", help="Bundle (default: the synthetic default)."),
     target: str = typer.Option("greedy", "--target", help="Target policy: a baseline name."),
-    rounds: str = typer.Option("1000,10000,100000", "--rounds", help="Comma-separated numbers of logged rounds."),
-    repeats: int = typer.Option(10, "--repeats", help="Independent logs per size (CI coverage over these)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the logging experiment."),
+    rounds: str = typer.Option(",".join(map(str, default_of(ValidateConfig, "rounds"))), "--rounds", help="Comma-separated numbers of logged rounds."),
+    repeats: int = typer.Option(default_of(ValidateConfig, "repeats"), "--repeats", help="Independent logs per size (CI coverage over these)."),
+    seed: int = typer.Option(default_of(ValidateConfig, "seed"), "--seed", help="Seed of the logging experiment."),
     out: Path = typer.Option(Path("ope-validate"), "--out", help="Folder for validate.json and validate.png."),
 ) -> None:
     """Log rounds in the simulator with a known logging policy; compare every estimator with the truth."""
-    from seqrec.agents.offline import ValidateConfig, validate
+    from seqrec.agents.offline import validate
     from seqrec.agents.policies import make_baseline
     from seqrec.infra.atomic import write_json_atomic
 
@@ -140,12 +140,10 @@ def validate_command(
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "validate.json", res)
     _plot_validation(res, out / "validate.png")
-    table = Table(title=f"OPE validation: target {res['target']}, true value {res['truth']:.4f}, {repeats} logs per size")
-    for col in ("rounds", "estimator", "mean estimate", "relative error", "CI coverage"):
-        table.add_column(col, justify="right")
-    for r in res["rows"]:
-        table.add_row(str(r["rounds"]), r["estimator"], f"{r['mean_estimate']:.4f}", f"{100 * r['relative_error']:.2f}%", f"{100 * r['ci_coverage']:.0f}%")
-    console.print(table)
+    rows = [(str(r["rounds"]), r["estimator"], f"{r['mean_estimate']:.4f}", f"{100 * r['relative_error']:.2f}%", f"{100 * r['ci_coverage']:.0f}%")
+            for r in res["rows"]]  # fmt: skip
+    show_table(f"OPE validation: target {res['target']}, true value {res['truth']:.4f}, {repeats} logs per size",
+               ("rounds", "estimator", "mean estimate", "relative error", "CI coverage"), rows)  # fmt: skip
     console.print(f"results: {out / 'validate.json'}, plot: {out / 'validate.png'}")
 
 

@@ -1,11 +1,17 @@
-"""``seqrec simulator …``: fit a user simulator on a log and report its fidelity."""
+"""``seqrec simulator fit``: fit a user simulator on a log and report its fidelity."""
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+from seqrec.cli.options import COLUMNS, FORMAT, SEP, default_of, existing_path
+from seqrec.cli.output import show_table
+from seqrec.simulators.config import SimulatorConfig
 
 app = typer.Typer(help="User simulators fitted from logged data: fit, fidelity report.", no_args_is_help=True)
 
@@ -14,57 +20,52 @@ app = typer.Typer(help="User simulators fitted from logged data: fit, fidelity r
 def fit_cmd(
     data: Path = typer.Argument(..., help="A log file or dataset folder (anything `seqrec data prepare` reads)."),
     out: Path = typer.Option(..., "--out", help="Folder for simulator.pt, fidelity.json and the PNG plots."),
-    format: Optional[str] = typer.Option(None, "--format", help="Force the log format (see `seqrec data prepare --help`)."),
-    columns: Optional[str] = typer.Option(None, "--columns", help="Generic logs: user=COL,item=COL,time=COL[,behaviour=COL][,value=COL][,session=COL]."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs of the response model (default: SimulatorConfig.epochs; early stopping on held-out log-loss)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the fit and of the fidelity simulations."),
+    format: Optional[str] = FORMAT,
+    columns: Optional[str] = COLUMNS,
+    sep: Optional[str] = SEP,
+    epochs: int = typer.Option(default_of(SimulatorConfig, "epochs"), "--epochs", help="Training epochs of the response model (early stopping on held-out log-loss)."),
+    seed: int = typer.Option(default_of(SimulatorConfig, "seed"), "--seed", help="Seed of the fit and of the fidelity simulations."),
     threads: int = typer.Option(1, "--threads", help="torch CPU threads (one is fastest for these small models on a shared machine)."),
     json_out: bool = typer.Option(False, "--json", help="Print the fidelity report as JSON instead of a table."),
 ) -> None:
     """Fit the click, outcome and exit models on DATA, then write the checkpoint and the fidelity report."""
-    import json
-
     from seqrec.infra.threads import torch_threads
 
     with torch_threads(threads):
-        report, out_ckpt = _fit_and_report(data, out, format, columns, epochs, seed)
+        report, checkpoint = _fit_and_report(existing_path(data), out, format, columns, sep, SimulatorConfig(epochs=epochs, seed=seed))
     if json_out:
         typer.echo(json.dumps(report, default=str))
         return
-    _print_summary(report, out_ckpt)
+    _print_summary(report, checkpoint)
 
 
-def _fit_and_report(data: Path, out: Path, format: Optional[str], columns: Optional[str], epochs: Optional[int],
-                    seed: int) -> tuple[dict, Path]:
+def _fit_and_report(data: Path, out: Path, format: Optional[str], columns: Optional[str], sep: Optional[str],
+                    config: SimulatorConfig) -> tuple[dict, Path]:  # fmt: skip
     """Prepare DATA, fit the simulator into OUT and write its fidelity report; return (report, checkpoint)."""
-    import time
-
     import torch
-    from tqdm.auto import tqdm
 
     from seqrec.data.prepare import prepare_dataset
-    from seqrec.simulators.config import SimulatorConfig
+    from seqrec.infra.progress import progress
     from seqrec.simulators.fidelity import fidelity_report
     from seqrec.simulators.simulator import CHECKPOINT_NAME, fit_simulator
 
     t0 = time.perf_counter()
-    seq = prepare_dataset(data, format=format, columns=columns)
-    config = SimulatorConfig(seed=seed) if epochs is None else SimulatorConfig(epochs=epochs, seed=seed)
+    seq = prepare_dataset(data, format=format, columns=columns, sep=sep)
     truth = _ground_truth(data)
-    with tqdm(total=config.epochs * len(config.dims), desc="fit response model", unit="epoch", leave=False) as bar:
+    with progress(total=config.epochs * len(config.dims), desc="fit response model", unit="epoch", leave=False) as bar:
         def on_epoch(epoch: int, metrics: dict) -> None:
             bar.update(1)  # early stopping may skip epochs: the bar can end short of its total
             bar.set_postfix(dim=metrics["dim"], valid_log_loss=metrics["valid_log_loss"], valid_auc=metrics["valid_auc"])
 
         sim = fit_simulator(seq, config, out, on_epoch=on_epoch)
-    with tqdm(total=6 if truth is not None else 5, desc="fidelity", leave=False) as bar:
+    with progress(total=6 if truth is not None else 5, desc="fidelity", leave=False) as bar:
         def on_stage(name: str) -> None:
             bar.update(1)
             bar.set_postfix_str(name)
 
-        command = {"argv": ["seqrec", "simulator", "fit", str(data), "--out", str(out), "--seed", str(seed)],
-                   "fit_and_prepare_seconds": round(time.perf_counter() - t0, 1), "torch_threads": torch.get_num_threads()}
-        report = fidelity_report(sim, seq, out, truth=truth, seed=seed, on_stage=on_stage, extra={"command": command})
+        command = {"argv": ["seqrec", "simulator", "fit", str(data), "--out", str(out), "--seed", str(config.seed)],
+                   "fit_and_prepare_seconds": round(time.perf_counter() - t0, 1), "torch_threads": torch.get_num_threads()}  # fmt: skip
+        report = fidelity_report(sim, seq, out, truth=truth, seed=config.seed, on_stage=on_stage, extra={"command": command})
     return report, out / CHECKPOINT_NAME
 
 
@@ -79,13 +80,7 @@ def _ground_truth(data: Path) -> "GroundTruth | None":  # noqa: F821
 
 
 def _print_summary(report: dict, checkpoint: Path) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     c, rp, ex = report["click_model"], report["replay"], report["exit_model"]
-    table = Table(title=f"seqrec simulator fit: {report['dataset']['source']}", show_header=True)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
     rows = [
         (f"click AUC ({c['headline']})", c["auc"]), ("click log-loss", c["log_loss"]), ("ECE", c["ece"]),
         ("click AUC (test, sampled negatives)", c["test_sampled"]["auc"]),
@@ -93,12 +88,10 @@ def _print_summary(report: dict, checkpoint: Path) -> None:
         ("JS items / popularity / categories", f"{rp['js_items']} / {rp['js_popularity_deciles']} / {rp['js_categories']}"),
         ("session length sim / log (JS)", f"{rp['sim_mean_session_length']} / {rp['log_mean_session_length']} ({rp['js_session_length']})"),
         ("exit logit", f"{ex['intercept']:.3f} + {ex['slope']:.3f} * misses" + ("" if ex["slope_fitted"] else " (default slope)")),
-    ]
+    ]  # fmt: skip
     gt = report.get("ground_truth")
     if gt:
         rows += [("Spearman P(click) vs truth", gt["spearman_click"]), ("Spearman P(exit) vs truth", gt["spearman_exit"])]
     rows += [("steps/s (B=64)", report["throughput"]["steps_per_s"]), ("fit seconds", report["fit"]["fit_seconds"]),
-             ("checkpoint", str(checkpoint))]
-    for name, value in rows:
-        table.add_row(name, str(value))
-    Console().print(table)
+             ("checkpoint", str(checkpoint))]  # fmt: skip
+    show_table(f"seqrec simulator fit: {report['dataset']['source']}", ("metric", "value"), rows)

@@ -231,6 +231,6 @@ def _summary_writer(out_dir: Path, config: EncoderConfig, train: PretrainConfig)
 
 
 def _progress(total: int, enabled: bool):
-    from tqdm.auto import tqdm
+    from seqrec.infra.progress import progress
 
-    return tqdm(total=total, desc="pretrain", unit="batch", disable=not enabled, dynamic_ncols=True)
+    return progress(total=total, desc="pretrain", unit="batch", disable=not enabled)

@@ -14,6 +14,11 @@ from seqrec.envs.config import EnvConfig
 from seqrec.envs.rng import derive, seed_keys
 from seqrec.envs.session import BatchedSessions
 
+Observation = np.ndarray | dict[str, np.ndarray]
+"""A Box observation (embedding mode) or a Dict of arrays (ids mode, candidates mode)."""
+Action = int | np.integer | np.ndarray
+"""An item id, a candidate index, a slate (k,) of item ids or a query vector (d,)."""
+
 
 class SeqRecEnv(gym.Env):
     """Recommend items to a simulated user whose behaviour was fitted from a logged dataset.
@@ -70,6 +75,20 @@ class SeqRecEnv(gym.Env):
     | ``mask_consumed`` | bool | True |
     | ``render_mode`` | ``"ansi"`` or None | None |
 
+    ## Example
+    The default bundle (built on first use from the embedded synthetic log, then cached):
+
+    >>> import gymnasium as gym, seqrec
+    >>> env = gym.make("SeqRec-v0")
+    >>> obs, info = env.reset(seed=0)
+    >>> obs.shape, obs.dtype, sorted(info)
+    ((66,), dtype('float32'), ['user'])
+    >>> obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+    >>> sorted(info)
+    ['behaviour', 'behaviour_name', 'click_prob', 'clicked_item', 'item', 'user']
+    >>> reward in (0.0, 1.0), 0.0 <= info["click_prob"] <= 1.0
+    (True, True)
+
     ## Version History
     - v0: initial version.
     """
@@ -89,7 +108,12 @@ class SeqRecEnv(gym.Env):
         self._episode = -1
         self._log: list[str] = []
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Observation, dict[str, Any]]:
+        """Start a session of a uniformly drawn logged user; ``info["user"]`` is its index.
+
+        The same ``seed`` gives the same user, the same draws and so, with the same actions,
+        the same trajectory. ``options`` is accepted for Gymnasium's API and unused.
+        """
         super().reset(seed=seed)
         if seed is not None:
             self._base_key, self._episode = seed_keys(seed, 1), -1
@@ -101,11 +125,17 @@ class SeqRecEnv(gym.Env):
         self._log = [f"user {self.bundle.seq.user_ids[user]} (index {user}), history of {int((self.sessions.state.history[0] >= 0).sum())} items"]
         return self._obs(), {"user": user}
 
-    def _obs(self):
+    def _obs(self) -> Observation:
         obs = self.sessions.observation()
         return {k: v[0] for k, v in obs.items()} if isinstance(obs, dict) else obs[0]
 
-    def step(self, action):
+    def step(self, action: Action) -> tuple[Observation, float, bool, bool, dict[str, Any]]:
+        """Show ``action`` to the simulated user: ``(obs, reward, terminated, truncated, info)``.
+
+        ``info``: ``item`` (the shown item id, or slate), ``clicked_item`` (-1: none),
+        ``click_prob``, ``behaviour`` / ``behaviour_name`` (what followed a click), ``user``.
+        An action outside the action space raises :class:`SeqrecError` naming it.
+        """
         if self.sessions.state is None:
             raise SeqrecError("Call reset before using step method.")
         if not self.action_space.contains(_as_space_value(action, self.action_space)):

@@ -15,7 +15,7 @@ from typing import ClassVar
 import numpy as np
 
 from seqrec.infra.errors import SeqrecError
-from seqrec.ope.checks import check_ope_inputs, check_random_state
+from seqrec.ope.checks import INPUT_NAMES, check_ope_inputs, check_random_state
 
 __all__ = ["BaseOffPolicyEstimator"]
 
@@ -82,15 +82,8 @@ class BaseOffPolicyEstimator(ABC):
             action (read by Replay instead of the argmax of ``action_dist``; ignored otherwise).
         :returns: the estimated policy value.
         """
-        inputs = self._validated(
-            reward=reward,
-            action=action,
-            action_dist=action_dist,
-            pscore=pscore,
-            estimated_rewards_by_reg_model=estimated_rewards_by_reg_model,
-            target_action=target_action,
-        )
-        return self._point_estimate(inputs)
+        arrays = locals()  # the keyword arguments, first thing: every estimator takes the same ones
+        return self._point_estimate(self._validated(**{name: arrays[name] for name in INPUT_NAMES}))
 
     def estimate_interval(
         self,
@@ -116,15 +109,8 @@ class BaseOffPolicyEstimator(ABC):
         :returns: ``{"mean": mean of the bootstrap estimates, "lower": alpha/2 quantile,
             "upper": 1 - alpha/2 quantile}``.
         """
-        inputs = self._validated(
-            reward=reward,
-            action=action,
-            action_dist=action_dist,
-            pscore=pscore,
-            estimated_rewards_by_reg_model=estimated_rewards_by_reg_model,
-            target_action=target_action,
-        )
-        return self._bootstrap_interval(inputs, alpha, n_bootstrap_samples, random_state)
+        arrays = locals()
+        return self._bootstrap_interval(self._validated(**{name: arrays[name] for name in INPUT_NAMES}), alpha, n_bootstrap_samples, random_state)
 
     # --- shared machinery ----------------------------------------------------------------
 

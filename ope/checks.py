@@ -18,8 +18,11 @@ import numpy as np
 
 from seqrec.infra.errors import SeqrecError
 
-__all__ = ["check_array", "check_ope_inputs", "check_hyperparameter_number", "check_estimator_name", "check_random_state"]
+__all__ = ["INPUT_NAMES", "check_array", "check_ope_inputs", "check_hyperparameter_number", "check_estimator_name", "check_random_state"]
 
+
+INPUT_NAMES = ("reward", "action", "pscore", "action_dist", "estimated_rewards_by_reg_model", "target_action")
+"""The arrays every estimator accepts (the table above), by keyword."""
 
 
 def check_hyperparameter_number(value: object, name: str, *, allow_inf: bool = True) -> float:

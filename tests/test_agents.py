@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from seqrec.agents.evaluation import EvalConfig, evaluate_policy
-from seqrec.agents.policies import BASELINES, SB3Policy, make_baseline
+from seqrec.agents.policies import BASELINES, Policy, SB3Policy, make_baseline
 from seqrec.agents.train import ALGOS, TrainConfig, latest_checkpoint, load_agent, train
 from seqrec.infra.errors import CheckpointError, SeqrecError
 from seqrec.envs.bundle import load_bundle
@@ -135,3 +135,17 @@ def test_checkpoint_killed_mid_write_leaves_the_old_file(tiny_bundle: Path, tmp_
         save_model_atomic(model, run / "final_model.zip")
     assert (run / "final_model.zip").read_bytes() == before
     assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == []  # no temp file left behind
+
+
+def test_every_policy_is_a_policy_and_act_is_required() -> None:
+    policies = [make_baseline(name) for name in BASELINES] + [SB3Policy(model=None)]
+    assert all(isinstance(p, Policy) for p in policies)
+    assert [p.name for p in policies[:-1]] == list(BASELINES)
+    assert make_baseline("random", seed=7).seed == 7  # still dataclasses: fields are the hyperparameters
+    assert policies[0].update(None, np.zeros(1), np.zeros(1)) is None  # the default update is a no-op
+
+    class NoAct(Policy):
+        name = "no-act"
+
+    with pytest.raises(TypeError, match="abstract"):
+        NoAct()

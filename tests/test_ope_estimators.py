@@ -413,3 +413,22 @@ def test_check_ope_inputs_returns_arrays(hand):
 
 def test_repr_shows_hyperparameters():
     assert repr(SwitchDoublyRobust(lambda_=3)) == "SwitchDoublyRobust(lambda_=3.0, estimator_name='switch-dr')"
+
+
+def test_every_estimator_shares_the_base_signature() -> None:
+    """One loop calls every estimator with the same keywords: no subclass re-declares the public methods."""
+    import inspect
+
+    from seqrec.ope.base import BaseOffPolicyEstimator
+    from seqrec.ope.checks import INPUT_NAMES
+
+    for est in ALL_ESTIMATORS:
+        for method in ("estimate_policy_value", "estimate_interval"):
+            assert getattr(type(est), method) is getattr(BaseOffPolicyEstimator, method), (type(est).__name__, method)
+    params = inspect.signature(BaseOffPolicyEstimator.estimate_interval).parameters
+    assert set(INPUT_NAMES) <= set(params)
+    hand = _random_inputs(n=200)
+    hand.pop("logging_dist")
+    target = hand["action_dist"][:, :, 0].argmax(axis=1)
+    ci = Replay().estimate_interval(**hand, target_action=target, n_bootstrap_samples=50, random_state=0)
+    assert ci["lower"] <= Replay().estimate_policy_value(**hand, target_action=target) <= ci["upper"]
