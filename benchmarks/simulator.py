@@ -58,7 +58,7 @@ def run_one(name: str, data: Path, out: Path, seed: int, truth_dir: Path | None)
     seq = prepare_dataset(data)
     truth = None
     if truth_dir is not None:
-        from seqrec.data.synthetic import GroundTruth
+        from seqrec.data.ground_truth import GroundTruth
 
         truth = GroundTruth.load(truth_dir)
     t0 = time.perf_counter()
@@ -87,7 +87,8 @@ def main() -> None:
     args = parse()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    from seqrec.data.synthetic import SynthConfig, write_synthetic
+    from seqrec.data.synth_config import SynthConfig
+    from seqrec.data.synthetic import write_synthetic
 
     rows, notes = [], []
     with tempfile.TemporaryDirectory(prefix="seqrec-simbench-") as tmp:

@@ -111,7 +111,9 @@ def run(n_users: int, seed: int, n_pairs: int, tmp: Path) -> dict:
 
     from seqrec.data.prepare import prepare_dataset
     from seqrec.data.sequences import SPLIT_NAMES
-    from seqrec.data.synthetic import GroundTruth, SynthConfig, write_synthetic
+    from seqrec.data.ground_truth import GroundTruth
+    from seqrec.data.synth_config import SynthConfig
+    from seqrec.data.synthetic import write_synthetic
     from seqrec.simulators.config import SimulatorConfig
     from seqrec.simulators.examples import ClickLog
     from seqrec.simulators.fidelity import ground_truth_check, truth_pairs

@@ -35,7 +35,8 @@ def synth_cmd(
     out: Path = typer.Option(Path("synthetic"), "--out", help="Output folder."),
 ) -> None:
     """Write a synthetic e-commerce log from the documented generative user model."""
-    from seqrec.data.synthetic import SynthConfig, write_synthetic
+    from seqrec.data.synth_config import SynthConfig
+    from seqrec.data.synthetic import write_synthetic
 
     sizes = {k: v for k, v in (("n_users", users), ("n_items", items)) if v is not None}
     typer.echo(str(write_synthetic(out, SynthConfig(seed=seed, **sizes))))

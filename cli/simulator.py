@@ -74,7 +74,7 @@ def _ground_truth(data: Path) -> "GroundTruth | None":  # noqa: F821
     folder = data if data.is_dir() else data.parent
     if not (folder / "truth.npz").is_file():
         return None
-    from seqrec.data.synthetic import GroundTruth
+    from seqrec.data.ground_truth import GroundTruth
 
     return GroundTruth.load(folder)
 

@@ -1,1 +1,19 @@
-"""seqrec.data"""
+"""seqrec.data: logged datasets -- read, preprocess, split, cache -- and the embedded synthetic one.
+
+====================  ========================================================================
+module                holds
+====================  ========================================================================
+``table``             :class:`InteractionTable`, the canonical event table every reader produces
+``readers``           ``read_log``: MovieLens, RecBole, synthetic, CSV and Parquet logs -> table
+``preprocess``        value threshold, de-duplication, k-core filtering (:class:`PrepConfig`)
+``sequences``         :class:`SequenceData`: per-user sequences in CSR form, chronological splits
+``prepare``           ``prepare_dataset``: read + preprocess + split once, cached by content hash
+``fetch``             ``fetch_dataset``: download public datasets, verified by SHA-256
+``synth_config``      :class:`SynthConfig`, every knob of the synthetic generator, and its defaults
+``synth_parameters``  ``draw_parameters``: the synthetic catalogue and users drawn from a seed
+``ground_truth``      :class:`GroundTruth`: the true click / exit / churn probabilities, its
+                      ``logit_terms``, ``save`` / ``load`` (``truth.npz``)
+``logging_policy``    :class:`LoggingPolicy`: the policy that showed the logged items, its ``pscore``
+``synthetic``         ``generate`` (the logging simulation) and ``write_synthetic`` (the files)
+====================  ========================================================================
+"""

@@ -148,7 +148,7 @@ def _feature_defaults(seq: SequenceData) -> dict:
 def _truth_for(data: Path):
     """The ground-truth user model when ``data`` is a synthetic dataset folder."""
     if data.is_dir() and (data / "synth.json").exists():
-        from seqrec.data.synthetic import GroundTruth
+        from seqrec.data.ground_truth import GroundTruth
 
         return GroundTruth.load(data)
     return None
@@ -164,7 +164,8 @@ def _headline(fidelity: dict) -> dict:
 
 def default_bundle(progress: bool = True) -> Path:
     """The synthetic default bundle in the user cache, built on first use (about two minutes)."""
-    from seqrec.data.synthetic import SynthConfig, write_synthetic
+    from seqrec.data.synth_config import SynthConfig
+    from seqrec.data.synthetic import write_synthetic
 
     root = cache_root() / "bundles"
     # the name carries a hash of the default data and build settings, so changed defaults build a new bundle

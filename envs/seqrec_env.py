@@ -86,7 +86,7 @@ class SeqRecEnv(gym.Env):
     >>> obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
     >>> sorted(info)
     ['behaviour', 'behaviour_name', 'click_prob', 'clicked_item', 'item', 'user']
-    >>> reward in (0.0, 1.0), 0.0 <= info["click_prob"] <= 1.0
+    >>> reward in (0.0, 1.0), bool(0.0 <= info["click_prob"] <= 1.0)
     (True, True)
 
     ## Version History

@@ -1,6 +1,7 @@
 """How faithful a fitted simulator is to its log (and, for the synthetic default, to the truth).
 
-:func:`fidelity_report` writes ``fidelity.json`` and PNG plots into a folder:
+:func:`fidelity_report` writes ``fidelity.json`` and PNG plots
+(:mod:`seqrec.simulators.fidelity_plots`) into a folder:
 
 * **click model, held out** -- AUC, log-loss and expected calibration error (ECE, 15
   equal-width bins). Protocol ``sampled``: each test-split positive against
@@ -35,9 +36,10 @@ import torch
 
 from seqrec.infra.atomic import write_json_atomic
 from seqrec.data.sequences import SequenceData
+from seqrec.simulators.calibration import HeldOut, calibration_rows, held_out_pairs
 from seqrec.simulators.dynamics import session_steps
 from seqrec.simulators.examples import ClickLog, UntouchedSampler
-from seqrec.simulators.response import HeldOut, calibration_rows, held_out_pairs
+from seqrec.simulators.fidelity_plots import write_plots
 from seqrec.simulators.simulator import UserSimulator
 
 ECE_BINS = 15
@@ -207,7 +209,7 @@ def fidelity_report(sim: UserSimulator, seq: SequenceData, out_dir: str | Path |
     """Compute the fidelity report (module docstring); write ``fidelity.json`` and PNGs into ``out_dir``.
 
     :param sim: a simulator fitted on ``seq`` (its ``dataset_key`` should be ``seq.meta["key"]``).
-    :param truth: the synthetic :class:`~seqrec.data.synthetic.GroundTruth`, for the ground-truth check.
+    :param truth: the synthetic :class:`~seqrec.data.ground_truth.GroundTruth`, for the ground-truth check.
     :param on_stage: called with the name of each stage as it starts (progress display).
     :param extra: more top-level entries for the report (e.g. the command that made it).
     :return: the report (what ``fidelity.json`` holds).
@@ -307,8 +309,8 @@ def fidelity_report(sim: UserSimulator, seq: SequenceData, out_dir: str | Path |
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         stage("plots")
-        _plots(out, report, click[head]["reliability"], sim_dec, log_dec, sim_cat, log_cat, sim_lh, log_lh, bins,
-               seq.item_feature_names, report.get("ground_truth"), scatter)
+        write_plots(out, report, click[head]["reliability"], sim_dec, log_dec, sim_cat, log_cat, sim_lh, log_lh, bins,
+                    seq.item_feature_names, report.get("ground_truth"), scatter)
         write_json_atomic(out / "fidelity.json", report)
     return report
 
@@ -367,63 +369,3 @@ def ground_truth_check(sim: UserSimulator, seq: SequenceData, clicks: ClickLog, 
         "exit_true": {"intercept": cfgt.exit_intercept, "slope": cfgt.exit_slope},
         "n_pairs": int(n_pairs),
     }, (fitted, true)
-
-
-def _plots(out: Path, report: dict, reliability: dict, sim_dec: np.ndarray, log_dec: np.ndarray,
-           sim_cat: np.ndarray | None, log_cat: np.ndarray | None, sim_lh: np.ndarray, log_lh: np.ndarray,
-           bins: np.ndarray, cat_names: list[str], truth: dict | None,
-           scatter: tuple[np.ndarray, np.ndarray] | None) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    def save(fig: Any, name: str) -> None:
-        fig.tight_layout()
-        fig.savefig(out / name, dpi=110)
-        plt.close(fig)
-
-    # reliability diagram
-    fig, ax = plt.subplots(figsize=(4.6, 4.4))
-    n = np.asarray(reliability["count"])
-    conf, freq = np.asarray(reliability["confidence"]), np.asarray(reliability["frequency"])
-    ok = n > 0
-    ax.plot([0, 1], [0, 1], "--", color="grey", lw=1)
-    ax.plot(conf[ok], freq[ok], "o-", color="C0")
-    head = report["click_model"]["headline"]
-    ax.set(xlabel="predicted P(click)", ylabel="observed click frequency",
-           title=f"reliability ({head}), ECE={report['click_model']['ece']:.3f}", xlim=(0, 1), ylim=(0, 1))
-    save(fig, "reliability.png")
-
-    def bars(a: np.ndarray, b: np.ndarray, labels: list[str], title: str, name: str, xlabel: str) -> None:
-        fig, ax = plt.subplots(figsize=(max(5.0, 0.3 * len(a) + 2), 3.8))
-        x = np.arange(len(a))
-        ax.bar(x - 0.2, a / max(a.sum(), 1e-12), 0.4, label="simulated")
-        ax.bar(x + 0.2, b / max(b.sum(), 1e-12), 0.4, label="logged")
-        ax.set_xticks(x, labels, rotation=60 if len(a) > 10 else 0, fontsize=7 if len(a) > 10 else 9)
-        ax.set(title=title, ylabel="share of clicks", xlabel=xlabel)
-        ax.legend()
-        save(fig, name)
-
-    rp = report["replay"]
-    bars(sim_dec, log_dec, [str(i + 1) for i in range(10)], f"clicks by item-popularity decile (JS={rp['js_popularity_deciles']})",
-         "popularity.png", "popularity decile (1 = most popular)")
-    if sim_cat is not None and log_cat is not None:
-        bars(sim_cat, log_cat, [c.split(":")[-1] for c in cat_names], f"clicks by category (JS={rp['js_categories']})",
-             "categories.png", "")
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    centers = bins[:-1]
-    ax.step(centers, sim_lh / max(sim_lh.sum(), 1), where="mid", label=f"simulated (mean {rp['sim_mean_session_length']:.1f})")
-    ax.step(centers, log_lh / max(log_lh.sum(), 1), where="mid", label=f"logged (mean {rp['log_mean_session_length']:.1f})")
-    ax.set(xlabel="session length (steps; last bin = cap)", ylabel="share of sessions",
-           title=f"session lengths under replay (JS={rp['js_session_length']})")
-    ax.legend()
-    save(fig, "session_lengths.png")
-    if truth is not None and scatter is not None:
-        fitted, true = scatter
-        fig, ax = plt.subplots(figsize=(4.6, 4.4))
-        ax.scatter(true, fitted, s=3, alpha=0.3)
-        ax.plot([0, 1], [0, 1], "--", color="grey", lw=1)
-        ax.set(xlabel="true P(click)", ylabel="fitted P(click)", xlim=(0, 1), ylim=(0, 1),
-               title=f"random (history, item) pairs, Spearman={truth['spearman_click']}")
-        save(fig, "truth.png")

@@ -29,10 +29,12 @@ from seqrec.infra.atomic import atomic_write
 from seqrec.infra.errors import CheckpointError, SeqrecError
 from seqrec.data.sequences import SequenceData
 from seqrec.simulators.behaviour import OutcomeModel
+from seqrec.simulators.calibration import Calibration
 from seqrec.simulators.config import SimulatorConfig
 from seqrec.simulators.dynamics import ExitModel, SimState, compact_left, fit_exit_model, push_click
 from seqrec.simulators.examples import ClickLog
-from seqrec.simulators.response import Calibration, ResponseModel, fit_response_model
+from seqrec.simulators.response import ResponseModel
+from seqrec.simulators.response_fit import fit_response_model
 
 FORMAT_VERSION = 1
 """Version of the checkpoint written by :meth:`UserSimulator.save`."""

@@ -30,7 +30,8 @@ def ml100k_path() -> Path:
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small bundle built end to end from a synthetic log (a few seconds)."""
-    from seqrec.data.synthetic import SynthConfig, write_synthetic
+    from seqrec.data.synth_config import SynthConfig
+    from seqrec.data.synthetic import write_synthetic
     from seqrec.encoders.config import PretrainConfig
     from seqrec.envs.bundle import BuildConfig, build_bundle
     from seqrec.simulators.config import SimulatorConfig

@@ -12,7 +12,8 @@ import torch
 
 from seqrec.infra.errors import CheckpointError, SeqrecError
 from seqrec.data.prepare import prepare_dataset
-from seqrec.data.synthetic import SynthConfig, write_synthetic
+from seqrec.data.synth_config import SynthConfig
+from seqrec.data.synthetic import write_synthetic
 from seqrec.simulators.config import SimulatorConfig
 from seqrec.simulators.dynamics import ExitModel, SimState, compact_left, fit_exit_model
 from seqrec.simulators.examples import ClickLog

@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from seqrec.data.prepare import prepare_dataset
-from seqrec.data.synthetic import GroundTruth, SynthConfig, write_synthetic
+from seqrec.data.ground_truth import GroundTruth
+from seqrec.data.synth_config import SynthConfig
+from seqrec.data.synthetic import write_synthetic
 from seqrec.simulators.config import SimulatorConfig
 from seqrec.simulators.fidelity import expected_calibration_error, fidelity_report, js_divergence
 from seqrec.simulators.simulator import fit_simulator

@@ -10,14 +10,9 @@ import pandas as pd
 import pytest
 
 from seqrec.infra.errors import SeqrecError
-from seqrec.data.synthetic import (
-    BEHAVIOURS,
-    FORMAT_VERSION,
-    GroundTruth,
-    SynthConfig,
-    generate,
-    write_synthetic,
-)
+from seqrec.data.ground_truth import FORMAT_VERSION, GroundTruth
+from seqrec.data.synth_config import SynthConfig
+from seqrec.data.synthetic import BEHAVIOURS, generate, write_synthetic
 
 FILES = ("events.csv", "items.csv", "truth.npz", "synth.json")
 SMALL = SynthConfig(n_users=300, n_items=120, n_categories=8, seed=3)
