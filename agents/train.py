@@ -273,7 +273,7 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, progress: bool) -> Path:
     if remaining <= 0:
         return run
     every = max(1, cfg.checkpoint_freq // cfg.n_envs)
-    evaluation = _eval_callback(cfg, run)
+    evaluation = _eval_callback(cfg, run, resumed_from=done)
     callbacks = [_AtomicCheckpoint(every, run / "checkpoints"), evaluation]
     if progress:
         callbacks.append(_Progress(cfg.timesteps, evaluation))
@@ -345,16 +345,33 @@ class _SaveBest(BaseCallback):
         return True
 
 
-def _eval_callback(cfg: TrainConfig, run: Path):
-    """Periodic evaluation on held-out seeds that keeps the best model."""
+def _eval_callback(cfg: TrainConfig, run: Path, resumed_from: int = 0):
+    """Periodic evaluation on held-out seeds that keeps the best model (and, after a resume,
+    the learning curve up to the checkpoint and the best return so far)."""
     eval_env = make_vec_env(cfg, min(cfg.eval_episodes, 64), 10_000_019)
     every = max(1, cfg.eval_freq // cfg.n_envs)
     if cfg.algo == "maskable-ppo":
         from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback as EvalCallback
     else:
         from stable_baselines3.common.callbacks import EvalCallback
-    return EvalCallback(eval_env, n_eval_episodes=cfg.eval_episodes, eval_freq=every, callback_on_new_best=_SaveBest(run / "best_model.zip"),
-                        log_path=str(run), deterministic=True, verbose=0)  # fmt: skip
+    callback = EvalCallback(eval_env, n_eval_episodes=cfg.eval_episodes, eval_freq=every, callback_on_new_best=_SaveBest(run / "best_model.zip"),
+                            log_path=str(run), deterministic=True, verbose=0)  # fmt: skip
+    if resumed_from and (run / "evaluations.npz").exists():
+        _restore_evaluations(callback, run / "evaluations.npz", resumed_from)
+    return callback
+
+
+def _restore_evaluations(callback, path: Path, upto: int) -> None:
+    """Keep the curve's evaluations up to step ``upto`` (the resumed checkpoint) and the best
+    return of any evaluation so far, which ``best_model.zip`` holds: a worse model after the
+    resume does not replace it."""
+    with np.load(path) as past:
+        keep = past["timesteps"] <= upto
+        callback.evaluations_timesteps = past["timesteps"][keep].tolist()
+        callback.evaluations_results = past["results"][keep].tolist()
+        callback.evaluations_length = past["ep_lengths"][keep].tolist()
+        if len(past["results"]):
+            callback.best_mean_reward = float(past["results"].mean(axis=1).max())
 
 
 def load_agent(run: str | Path, which: str = "best"):

@@ -12,6 +12,7 @@ from seqrec.cli.options import COLUMNS, FORMAT, MIN_VALUE, SEP, default_of
 from seqrec.cli.output import show_table
 from seqrec.data.preprocess import PrepConfig
 from seqrec.data.sequences import SplitConfig
+from seqrec.data.synth_config import SynthConfig
 
 app = typer.Typer(help="Logged datasets: synthesise, fetch, inspect, prepare.", no_args_is_help=True)
 
@@ -31,11 +32,10 @@ def fetch_cmd(
 def synth_cmd(
     users: Optional[int] = typer.Option(None, "--users", help="Number of simulated users (default: SynthConfig.n_users)."),
     items: Optional[int] = typer.Option(None, "--items", help="Catalogue size (default: SynthConfig.n_items)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives byte-identical files."),
+    seed: int = typer.Option(default_of(SynthConfig, "seed"), "--seed", help="Random seed; the same seed gives byte-identical files."),
     out: Path = typer.Option(Path("synthetic"), "--out", help="Output folder."),
 ) -> None:
     """Write a synthetic e-commerce log from the documented generative user model."""
-    from seqrec.data.synth_config import SynthConfig
     from seqrec.data.synthetic import write_synthetic
 
     sizes = {k: v for k, v in (("n_users", users), ("n_items", items)) if v is not None}

@@ -285,9 +285,9 @@ def _download(url: str, part: Path, *, size: int | None, progress: bool, timeout
         total = offset + length if length is not None else size
         received = 0
 
-        from tqdm.auto import tqdm
+        from seqrec.infra.progress import progress as progress_bar
 
-        with open(part, mode) as fh, tqdm(
+        with open(part, mode) as fh, progress_bar(
             total=total,
             initial=offset,
             unit="B",

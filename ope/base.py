@@ -17,7 +17,7 @@ import numpy as np
 from seqrec.infra.errors import SeqrecError
 from seqrec.ope.checks import INPUT_NAMES, check_ope_inputs, check_random_state
 
-__all__ = ["BaseOffPolicyEstimator"]
+__all__ = ["BaseOffPolicyEstimator", "RatioEstimator"]
 
 #: Bootstrap resamples are drawn in blocks of about this many indices: int32 indices plus
 #: one gathered copy, ~12 MB, which bounds memory and is faster than larger blocks.
@@ -141,6 +141,23 @@ class BaseOffPolicyEstimator(ABC):
             raise SeqrecError(f"{type(self).__name__}: no bootstrap resample gave a finite estimate")
         lower, upper = np.quantile(estimates, [alpha / 2, 1 - alpha / 2])
         return {"mean": float(estimates.mean()), "lower": float(lower), "upper": float(upper)}
+
+
+class RatioEstimator(BaseOffPolicyEstimator):
+    """An estimate that is a ratio of two means (SNIPS, Replay).
+
+    :meth:`_bootstrap_terms` returns ``(numerator, denominator)`` per round; the bootstrap
+    resamples both together (a ratio per resample), and the round rewards are the
+    numerator over the denominator's full-sample mean.
+    """
+
+    def _statistic(self, means: tuple[np.ndarray, ...]) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return means[0] / means[1]
+
+    def _estimate_round_rewards(self, **inputs: np.ndarray) -> np.ndarray:
+        numerator, denominator = self._bootstrap_terms(**inputs)
+        return numerator / denominator.mean()
 
 
 def _bootstrap_means(terms: list[np.ndarray], n_samples: int, rng: np.random.Generator) -> list[np.ndarray]:

@@ -59,7 +59,7 @@ from typing import ClassVar
 import numpy as np
 
 from seqrec.infra.errors import SeqrecError
-from seqrec.ope.base import BaseOffPolicyEstimator
+from seqrec.ope.base import BaseOffPolicyEstimator, RatioEstimator
 from seqrec.ope.checks import check_estimator_name, check_hyperparameter_number, check_ope_inputs
 
 __all__ = [
@@ -168,7 +168,7 @@ class InverseProbabilityWeighting(BaseOffPolicyEstimator):
 
 
 @dataclass
-class SelfNormalizedIPS(InverseProbabilityWeighting):
+class SelfNormalizedIPS(RatioEstimator, InverseProbabilityWeighting):
     r"""Self-Normalized IPS (SNIPS): IPS divided by the mean importance weight.
 
     .. math::
@@ -203,13 +203,6 @@ class SelfNormalizedIPS(InverseProbabilityWeighting):
             )
         return reward * w, w
 
-    def _statistic(self, means: tuple[np.ndarray, ...]) -> np.ndarray:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return means[0] / means[1]
-
-    def _estimate_round_rewards(self, **inputs: np.ndarray) -> np.ndarray:
-        weighted_reward, w = self._bootstrap_terms(**inputs)
-        return weighted_reward / w.mean()
 
 
 @dataclass
@@ -296,7 +289,7 @@ class SwitchDoublyRobust(DoublyRobust):
 
 
 @dataclass
-class Replay(BaseOffPolicyEstimator):
+class Replay(RatioEstimator):
     r"""Replay (rejection sampling) for a deterministic target policy.
 
     .. math::
@@ -351,10 +344,3 @@ class Replay(BaseOffPolicyEstimator):
             raise SeqrecError("Replay is undefined: the target action equals the logged action in no round")
         return reward * match, match
 
-    def _statistic(self, means: tuple[np.ndarray, ...]) -> np.ndarray:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return means[0] / means[1]
-
-    def _estimate_round_rewards(self, **inputs: np.ndarray) -> np.ndarray:
-        matched_reward, match = self._bootstrap_terms(**inputs)
-        return matched_reward / match.mean()

@@ -74,7 +74,7 @@ def test_resume_after_kill_continues_from_checkpoint(tiny_bundle: Path, tmp_path
     run = tmp_path / "run"
     conf = tmp_path / "conf.toml"
     conf.write_text(f'algo = "ppo"\nbundle = "{tiny_bundle}"\nn_envs = 8\nn_steps = 16\ncheckpoint_freq = 128\n'
-                    f'eval_freq = 100000\nnet_arch = [32]\nout = "{run}"\n')  # fmt: skip
+                    f'eval_freq = 128\neval_episodes = 4\nnet_arch = [32]\nout = "{run}"\n')  # fmt: skip
     cmd = [sys.executable, "-m", "seqrec.cli.main", "train", "--config", str(conf), "--timesteps", "200000"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
@@ -86,12 +86,17 @@ def test_resume_after_kill_continues_from_checkpoint(tiny_bundle: Path, tmp_path
         proc.wait()
     killed_at = int(latest_checkpoint(run).name.split("_")[1])
     assert killed_at >= 384 and not (run / "final_model.zip").exists()
+    curve_before = np.load(run / "evaluations.npz")["timesteps"]
     target = killed_at + 256
     code = subprocess.run([*cmd[:-1], str(target), "--resume"], capture_output=True, text=True)
     assert code.returncode == 0, code.stderr
     model, cfg = load_agent(run, which="final")
     assert model.num_timesteps == target  # continued from the checkpoint: nothing lost, nothing repeated
     assert json.loads((run / "config.json").read_text())["timesteps"] == target
+    curve = np.load(run / "evaluations.npz")["timesteps"]  # the learning curve goes on, it does not restart
+    kept = curve_before[curve_before <= killed_at]
+    np.testing.assert_array_equal(curve[: len(kept)], kept)
+    assert len(kept) >= 2 and curve[-1] > killed_at
 
 
 def test_bad_training_options_and_corrupt_model(tiny_bundle: Path, tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from seqrec.cli.main import main
 from seqrec.ope.logged_feedback import LoggedFeedback
