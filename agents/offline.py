@@ -32,6 +32,7 @@ from seqrec.ope.estimators import (
     SwitchDoublyRobust,
 )
 from seqrec.agents.policies import Policy, RandomPolicy
+from seqrec.ope.diagnostics import estimate_flags, weight_diagnostics
 from seqrec.ope.reward_models import ItemRateModel
 from seqrec.envs.bundle import Bundle
 from seqrec.envs.config import EnvConfig
@@ -118,9 +119,14 @@ def _observation(sessions: BatchedSessions):
 
 def estimate_all(feedback: LoggedFeedback, action_dist: np.ndarray, q_hat: np.ndarray, seed: int = 0,
                  n_bootstrap: int = 1000) -> dict[str, dict]:  # fmt: skip
-    """Every estimator's value and 95% bootstrap CI for one target policy."""
+    """Every estimator's value and 95% bootstrap CI for one target policy.
+
+    Each entry also carries the policy's importance-weight ESS and max weight and its
+    ``flags`` (:mod:`seqrec.ope.diagnostics`): what the log cannot support.
+    """
     inputs = dict(reward=feedback.reward, action=feedback.action, pscore=feedback.pscore, action_dist=action_dist,
                   estimated_rewards_by_reg_model=q_hat)  # fmt: skip
+    weights = weight_diagnostics(feedback.action, feedback.pscore, action_dist)
     out = {}
     for est in ESTIMATORS:
         try:
@@ -129,6 +135,9 @@ def estimate_all(feedback: LoggedFeedback, action_dist: np.ndarray, q_hat: np.nd
             out[est.estimator_name] = {"estimate": float(value), "ci95": [float(ci["lower"]), float(ci["upper"])]}
         except ValueError as err:  # e.g. replay with no matching round
             out[est.estimator_name] = {"estimate": float("nan"), "ci95": [float("nan")] * 2, "error": str(err)}
+        entry = out[est.estimator_name]
+        entry.update(ess=weights["ess"], max_weight=weights["max_weight"],
+                     flags=weights["flags"] + estimate_flags(est.estimator_name, entry["estimate"], feedback.reward))  # fmt: skip
     return out
 
 

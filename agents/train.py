@@ -374,6 +374,11 @@ def _restore_evaluations(callback, path: Path, upto: int) -> None:
             callback.best_mean_reward = float(past["results"].mean(axis=1).max())
 
 
+def run_label(run: Path, cfg: TrainConfig) -> str:
+    """A trained run's name in result tables: its folder name, with the algorithm in front unless the name says it."""
+    return run.name if cfg.algo in run.name else f"{cfg.algo}:{run.name}"
+
+
 def load_agent(run: str | Path, which: str = "best"):
     """The trained model of a run folder (``best`` evaluation model, else the final one) and its config."""
     run = Path(run)

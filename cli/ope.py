@@ -80,8 +80,9 @@ def ope_command(
     """Estimate trained policies' and baselines' value on logged data (DM, IPS, SNIPS, DR, Switch-DR, replay)."""
     from seqrec.agents.offline import action_distributions, estimate_all, reward_model
     from seqrec.agents.policies import SB3Policy, make_baseline
-    from seqrec.agents.train import load_agent
+    from seqrec.agents.train import load_agent, run_label
     from seqrec.infra.atomic import write_json_atomic
+    from seqrec.ope.diagnostics import log_flags
 
     agents = [(run, *load_agent(run)) for run in runs or []]
     if bundle is None and data is None and agents:
@@ -89,22 +90,37 @@ def ope_command(
     loaded = _bundle(bundle, data)
     fb, users, hist, beh = _feedback(loaded, logs)
     q_hat = reward_model(loaded, fb.n_rounds)
-    policies = [(SB3Policy(m, name=f"{c.algo}:{r.name}"), c.env_options()) for r, m, c in agents]
+    policies = [(SB3Policy(m, name=run_label(r, c)), c.env_options()) for r, m, c in agents]
     policies += [(make_baseline(b.strip(), seed), None) for b in baselines.split(",") if b.strip() and baselines != "none"]
     results = {}
     for policy, env_options in policies:
         dist = action_distributions(policy, loaded, users, hist, beh, env_options)
         results[policy.name] = estimate_all(fb, dist, q_hat, seed=seed)
+    flags = log_flags(fb.reward, fb.propensity_source)
     summary = {"bundle": str(loaded.folder), "rounds": fb.n_rounds, "propensities": fb.propensity_source,
-               "logged_mean_reward": float(fb.reward.mean()), "estimates": results}  # fmt: skip
+               "logged_mean_reward": float(fb.reward.mean()), "flags": flags, "estimates": results}  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "ope.json", summary)
     _plot(results, out / "ope.png", f"OPE on {fb.n_rounds} logged rounds ({fb.propensity_source} propensities)")
-    names = list(next(iter(results.values())).keys()) if results else []
-    rows = [(pol, *(f"{est[n]['estimate']:.4f} [{est[n]['ci95'][0]:.4f}, {est[n]['ci95'][1]:.4f}]" for n in names)) for pol, est in results.items()]
-    show_table(f"Off-policy estimates of the one-step value ({fb.n_rounds} rounds, {fb.propensity_source} propensities; "
-               f"logged mean {fb.reward.mean():.4f})", ("policy", *names), rows)  # fmt: skip
+    _print_estimates(results, fb, flags)
     console.print(f"results: {out / 'ope.json'}, plot: {out / 'ope.png'}")
+
+
+def _print_estimates(results: dict, fb, flags: list[str]) -> None:
+    """The table (a ``!`` marks a flagged estimate; ESS and max weight per policy), then one warning line per problem."""
+    names = list(next(iter(results.values())).keys()) if results else []
+    rows = []
+    for pol, est in results.items():
+        first = est[names[0]]
+        cells = [f"{est[n]['estimate']:.4f} [{est[n]['ci95'][0]:.4f}, {est[n]['ci95'][1]:.4f}]" + (" !" if est[n]["flags"] else "") for n in names]
+        rows.append((pol, *cells, f"{first['ess']:.1f}", f"{first['max_weight']:.3g}"))
+    show_table(f"Off-policy estimates of the one-step value ({fb.n_rounds} rounds, {fb.propensity_source} propensities; "
+               f"logged mean {fb.reward.mean():.4f})", ("policy", *names, "ESS", "max weight"), rows)  # fmt: skip
+    for flag in flags:
+        console.print(f"warning: {flag}", style="yellow")
+    for pol, est in results.items():
+        for flag in dict.fromkeys(f for e in est.values() for f in e["flags"]):  # each problem once per policy
+            console.print(f"warning: {pol}: {flag}", style="yellow")
 
 
 @app.command("export")

@@ -112,7 +112,7 @@ def run_evaluation(runs: list[Path], baselines: str, bundle: str | None, config:
     from seqrec.agents.evaluation import evaluate_policy
     from seqrec.agents.policies import SB3Policy, make_baseline
     from seqrec.agents.report import bar_chart, learning_curves
-    from seqrec.agents.train import load_agent
+    from seqrec.agents.train import load_agent, run_label
     from seqrec.envs.bundle import load_bundle
     from seqrec.infra.atomic import write_json_atomic
     from seqrec.infra.errors import SeqrecError
@@ -131,7 +131,7 @@ def run_evaluation(runs: list[Path], baselines: str, bundle: str | None, config:
         envs["{}"] = {"env": {"action_mode": "item"}, "agents": []}
     tables = []
     for group in envs.values():
-        results = [evaluate_policy(SB3Policy(model, name=_agent_name(run, cfg)), loaded, group["env"], config) for run, model, cfg in group["agents"]]
+        results = [evaluate_policy(SB3Policy(model, name=run_label(run, cfg)), loaded, group["env"], config) for run, model, cfg in group["agents"]]
         results += [evaluate_policy(make_baseline(name, config.seed), loaded, group["env"], config) for name in names]
         tables.append({"env": group["env"], "results": results})
     out.mkdir(parents=True, exist_ok=True)
@@ -140,11 +140,6 @@ def run_evaluation(runs: list[Path], baselines: str, bundle: str | None, config:
     bar_chart(tables, out / "comparison.png")
     learning_curves(runs, out / "learning_curves.png")
     return tables
-
-
-def _agent_name(run: Path, cfg: TrainConfig) -> str:
-    """The run folder's name, with the algorithm in front unless the name already says it."""
-    return run.name if cfg.algo in run.name else f"{cfg.algo}:{run.name}"
 
 
 @dataclass

@@ -57,7 +57,10 @@ class InnerProductIndex:
     :param n_probe: IVF lists scanned per query.
     :param seed: k-means initialisation seed.
 
-    Shapes: ``search(queries (B, d), k) -> (B, k)`` item ids, best first.
+    Shapes: ``search(queries (B, d), k) -> (B, k)`` item ids, best first: always ``k``
+    valid, distinct ids (``k <= n_items``). A query whose probed lists hold fewer than ``k``
+    items (a small cluster) is answered by exact scoring instead, so no padding slot ever
+    reaches the caller.
     """
 
     def __init__(self, items: Tensor, exact_below: int = 4096, n_probe: int = 3, seed: int = 0, kmeans_iters: int = 8):
@@ -81,11 +84,19 @@ class InnerProductIndex:
 
     def search(self, queries: Tensor, k: int) -> Tensor:
         """The ``k`` items with the highest inner product with each query, shape (B, k)."""
+        if not 1 <= k <= self.items.shape[0]:
+            raise ValueError(f"cannot retrieve {k} distinct items from a catalogue of {self.items.shape[0]}")
         if self.exact:
             return torch.topk(queries @ self.items.T, k, dim=1).indices
         probe = torch.topk(queries @ self.centroids.T, self.n_probe, dim=1).indices  # (B, P)
         scores = torch.einsum("bd,bpcd->bpc", queries, self.blocks[probe]).flatten(1)  # (B, P * cap)
         cand = self.lists[probe].flatten(1)
         scores = scores.masked_fill(cand < 0, float("-inf"))
-        top = torch.topk(scores, min(k, cand.shape[1]), dim=1).indices
-        return torch.gather(cand, 1, top)
+        if cand.shape[1] < k:  # the probed lists cannot hold k items: every query goes exact
+            return torch.topk(queries @ self.items.T, k, dim=1).indices
+        best, top = torch.topk(scores, k, dim=1)
+        found = torch.gather(cand, 1, top)
+        short = torch.isinf(best[:, -1])  # a padding slot made the top k: too few items in the probed lists
+        if short.any():
+            found[short] = torch.topk(queries[short] @ self.items.T, k, dim=1).indices
+        return found

@@ -49,6 +49,8 @@ class BatchedSessions:
         self.dim = self.encoder.config.dim
         with torch.inference_mode():
             self.item_emb = self.encoder.item_embeddings().detach().float()
+        if config.action_mode == "candidates" and config.n_candidates > self.n_items:
+            raise SeqrecError(f"n_candidates {config.n_candidates} exceeds the catalogue's {self.n_items} items")
         self.index = InnerProductIndex(self.item_emb) if config.action_mode == "candidates" else None
         self.weights = self._reward_weights(config.reward_weights)
         self.keys = np.zeros(n, np.uint64)
@@ -234,7 +236,9 @@ class BatchedSessions:
         free = ~consumed[:, : self.n_items]
         free[~free.any(dim=1)] = True  # never mask everything
         if mode == "candidates":
-            return torch.gather(free, 1, self.candidates).numpy()
+            free = torch.gather(free, 1, self.candidates)
+            free[~free.any(dim=1)] = True  # every candidate consumed: any of them may be shown again
+            return free.numpy()
         if mode == "slate":
             return free.repeat(1, self.config.slate_size).numpy()
         return free.numpy()

@@ -158,3 +158,23 @@ def test_demo_on_a_small_log(capsys, tmp_path: Path, tiny_log: Path) -> None:
     result = json.loads((out / "results.json").read_text())
     assert len(result["tables"][0]["results"]) == 6  # the agent and every baseline
     assert (out / "comparison.png").stat().st_size > 0 and (out / "bundle" / "bundle.json").exists()
+
+
+def test_ope_run_flags_a_positives_only_log(capsys, tmp_path: Path, tiny_bundle: Path) -> None:
+    from seqrec.envs.bundle import load_bundle
+    from seqrec.ope.logged_feedback import LoggedFeedback
+
+    n_users, n_items = load_bundle(tiny_bundle).seq.n_users, load_bundle(tiny_bundle).seq.n_items
+    rng = np.random.default_rng(0)
+    logs = tmp_path / "clicks.parquet"  # every logged event is a click, and the propensities are guesses
+    LoggedFeedback(action=rng.integers(0, n_items, 400), reward=np.ones(400), pscore=np.full(400, 1 / n_items), n_actions=n_items,
+                   user=rng.integers(0, n_users, 400), propensity_source="estimated").to_parquet(logs)  # fmt: skip
+    out = tmp_path / "ope"
+    code, text, err = run(capsys, "ope", "run", "--bundle", str(tiny_bundle), "--logs", str(logs), "--baselines", "greedy,random", "--out", str(out))
+    assert code == 0, err
+    result = json.loads((out / "ope.json").read_text())
+    assert any("constant reward" in f for f in result["flags"]) and any("estimated from this same log" in f for f in result["flags"])
+    greedy = result["estimates"]["greedy"]
+    assert greedy["ips"]["ess"] < 100 and any("effective sample size" in f for f in greedy["ips"]["flags"])
+    assert greedy["ips"]["max_weight"] == pytest.approx(n_items)
+    assert "warning: constant reward" in text and "warning: greedy: effective sample size" in text
