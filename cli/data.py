@@ -13,6 +13,7 @@ from seqrec.cli.output import show_table
 from seqrec.data.preprocess import PrepConfig
 from seqrec.data.sequences import SplitConfig
 from seqrec.data.synth_config import SynthConfig
+from seqrec.data.synth_presets import PRESETS, synth_preset
 
 app = typer.Typer(help="Logged datasets: synthesise, fetch, inspect, prepare.", no_args_is_help=True)
 
@@ -30,16 +31,20 @@ def fetch_cmd(
 
 @app.command("synth")
 def synth_cmd(
-    users: Optional[int] = typer.Option(None, "--users", help="Number of simulated users (default: SynthConfig.n_users)."),
-    items: Optional[int] = typer.Option(None, "--items", help="Catalogue size (default: SynthConfig.n_items)."),
+    preset: str = typer.Option("default", "--preset", help="Regime of the log: " + "; ".join(f"{k}: {p.summary}" for k, p in PRESETS.items()) + "."),
+    users: Optional[int] = typer.Option(None, "--users", help="Number of simulated users (default: the preset's, else SynthConfig.n_users)."),
+    items: Optional[int] = typer.Option(None, "--items", help="Catalogue size (default: the preset's, else SynthConfig.n_items)."),
     seed: int = typer.Option(default_of(SynthConfig, "seed"), "--seed", help="Random seed; the same seed gives byte-identical files."),
     out: Path = typer.Option(Path("synthetic"), "--out", help="Output folder."),
 ) -> None:
-    """Write a synthetic e-commerce log from the documented generative user model."""
+    """Write a synthetic log from the documented generative user model, with its ground truth.
+
+    --preset picks the regime (seqrec.data.synth_presets): the same model logged as anonymous sessions, over a large Zipf catalogue, as positives only, or as a pv/fav/cart/buy funnel.
+    """
     from seqrec.data.synthetic import write_synthetic
 
     sizes = {k: v for k, v in (("n_users", users), ("n_items", items)) if v is not None}
-    typer.echo(str(write_synthetic(out, SynthConfig(seed=seed, **sizes))))
+    typer.echo(str(write_synthetic(out, synth_preset(preset, seed=seed, **sizes))))
 
 
 def _print_stats(title: str, stats: dict) -> None:

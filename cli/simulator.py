@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from seqrec.cli.options import COLUMNS, FORMAT, SEP, default_of, existing_path
-from seqrec.cli.output import show_table
+from seqrec.cli.output import console, show_table
 from seqrec.simulators.config import SimulatorConfig
 
 app = typer.Typer(help="User simulators fitted from logged data: fit, fidelity report.", no_args_is_help=True)
@@ -37,6 +37,8 @@ def fit_cmd(
         typer.echo(json.dumps(report, default=str))
         return
     _print_summary(report, checkpoint)
+    for problem in report["weak_simulator"]:
+        console.print(f"warning: weak simulator: {problem}", style="yellow")
 
 
 def _fit_and_report(data: Path, out: Path, format: Optional[str], columns: Optional[str], sep: Optional[str],
@@ -82,7 +84,10 @@ def _ground_truth(data: Path) -> "GroundTruth | None":  # noqa: F821
 def _print_summary(report: dict, checkpoint: Path) -> None:
     c, rp, ex = report["click_model"], report["replay"], report["exit_model"]
     rows = [
-        (f"click AUC ({c['headline']})", c["auc"]), ("click log-loss", c["log_loss"]), ("ECE", c["ece"]),
+        (f"click AUC ({c['headline']})", c["auc"]), ("popularity AUC, same pairs", c["popularity_auc"]),
+        ("click log-loss", c["log_loss"]), ("ECE", c["ece"]),
+        ("P(click) 5 / 50 / 95 %", f"{c['p_click']['p05']} / {c['p_click']['p50']} / {c['p_click']['p95']}"),
+        ("base click rate", f"{c['base_click_rate'].get('value')} ({c['base_click_rate'].get('source')})"),
         ("click AUC (test, sampled negatives)", c["test_sampled"]["auc"]),
         ("replay click rate sim / log", f"{rp['sim_click_rate']} / {rp['log_click_rate']}"),
         ("JS items / popularity / categories", f"{rp['js_items']} / {rp['js_popularity_deciles']} / {rp['js_categories']}"),

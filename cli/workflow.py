@@ -22,6 +22,7 @@ from seqrec.cli.output import console, show_table
 from seqrec.data.preprocess import PrepConfig
 from seqrec.encoders.config import EncoderConfig, PretrainConfig
 from seqrec.envs.bundle import BuildConfig
+from seqrec.simulators.config import SimulatorConfig
 
 _T = lambda name: default_of(TrainConfig, name)  # noqa: E731
 
@@ -37,13 +38,22 @@ def prepare_command(
     epochs: int = typer.Option(default_of(PretrainConfig, "epochs"), "--epochs", help="Encoder pretraining epochs (early stopping may end sooner)."),
     seed: int = typer.Option(default_of(BuildConfig, "seed"), "--seed", help="Seed of pretraining and simulator fitting."),
     precision: str = typer.Option(default_of(PretrainConfig, "precision"), "--precision", help="Encoder pretraining step: auto | fp32 | bf16 (see `seqrec pretrain --help`)."),
+    base_click_rate: Optional[float] = typer.Option(default_of(SimulatorConfig, "base_click_rate"), "--base-click-rate",
+                                                    help="Logs without impressions: P(click) of a random never-touched item (not identifiable from such a log)."),
+    allow_weak_simulator: bool = typer.Option(default_of(BuildConfig, "allow_weak_simulator"), "--allow-weak-simulator",
+                                              help="Build even when the simulator is no better than popularity (recorded in bundle.json; every load warns)."),
 ) -> None:
-    """Build a bundle: prepared data, pretrained encoder, fitted simulator, fidelity report."""
+    """Build a bundle: prepared data, pretrained encoder, fitted simulator, fidelity report.
+
+    Stops with a one-line reason when the simulator cannot tell policies apart (click AUC
+    not above the popularity baseline's on the same held-out pairs, or a constant P(click)).
+    """
     from seqrec.envs.bundle import build_bundle
-    from seqrec.simulators.config import SimulatorConfig
 
     cfg = BuildConfig(format=format, columns=columns, sep=sep, prep=PrepConfig(min_value=min_value), encoder={"encoder": encoder},
-                      pretrain=PretrainConfig(epochs=epochs, seed=seed, precision=precision), simulator=SimulatorConfig(seed=seed), seed=seed)  # type: ignore[arg-type]  # fmt: skip
+                      pretrain=PretrainConfig(epochs=epochs, seed=seed, precision=precision),  # type: ignore[arg-type]
+                      simulator=SimulatorConfig(seed=seed, base_click_rate=base_click_rate), seed=seed,
+                      allow_weak_simulator=allow_weak_simulator)  # fmt: skip
     t0 = time.perf_counter()
     path = build_bundle(data, out, cfg)
     console.print(f"bundle written to [bold]{path}[/] in {time.perf_counter() - t0:.0f} s")

@@ -10,6 +10,8 @@ module                holds
 ``prepare``           ``prepare_dataset``: read + preprocess + split once, cached by content hash
 ``fetch``             ``fetch_dataset``: download public datasets, verified by SHA-256
 ``synth_config``      :class:`SynthConfig`, every knob of the synthetic generator, and its defaults
+``synth_presets``     ``synth_preset``: named regimes (sessions, sparse catalogue, positives only,
+                      funnel) of the same model, as real logs are shaped
 ``synth_parameters``  ``draw_parameters``: the synthetic catalogue and users drawn from a seed
 ``ground_truth``      :class:`GroundTruth`: the true click / exit / churn probabilities, its
                       ``logit_terms``, ``save`` / ``load`` (``truth.npz``)

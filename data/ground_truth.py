@@ -98,6 +98,12 @@ _ARRAYS: dict[str, tuple[str, str]] = {
     "cart_prob": ("f", "M"),
     "buy_prob": ("f", "M"),
 }
+_FAV_ARRAY = {"fav_prob": ("f", "M")}  # saved and required only when config.fav_prob > 0
+
+
+def _array_specs(cfg: SynthConfig) -> dict[str, tuple[str, str]]:
+    """The arrays of ``truth.npz`` for ``cfg`` (the default files hold no ``fav_prob``)."""
+    return {**_ARRAYS, **_FAV_ARRAY} if cfg.fav_prob > 0 else _ARRAYS
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -109,7 +115,8 @@ class GroundTruth:
 
     Shapes: ``centroids (C, d)``, ``categories (M,)``, ``item_vectors (M, d)``,
     ``item_bias (M,)``, ``popularity (M,)``, ``transition (C, C)``,
-    ``user_interests (N, C)``, ``user_vectors (N, d)``, ``cart_prob (M,)``, ``buy_prob (M,)``.
+    ``user_interests (N, C)``, ``user_vectors (N, d)``, ``cart_prob (M,)``, ``buy_prob (M,)``,
+    ``fav_prob (M,)`` (required when ``config.fav_prob`` > 0; zeros without a fav stage).
     """
 
     config: SynthConfig
@@ -123,11 +130,17 @@ class GroundTruth:
     user_vectors: np.ndarray
     cart_prob: np.ndarray
     buy_prob: np.ndarray
+    fav_prob: np.ndarray | None = None
+    """P(fav | click, no cart) per item; zeros when the config has no fav stage."""
     logging_policy: LoggingPolicy = field(init=False)
     """The logging policy that showed the items of the log (its ``pscore``)."""
 
     def __post_init__(self) -> None:
-        for name, (kind, _) in _ARRAYS.items():
+        if self.fav_prob is None:
+            if self.config.fav_prob > 0:
+                raise SeqrecError(f"GroundTruth: fav_prob array needed (config.fav_prob={self.config.fav_prob:g})")
+            object.__setattr__(self, "fav_prob", np.zeros(np.shape(self.item_vectors)[0]))
+        for name, (kind, _) in {**_ARRAYS, **_FAV_ARRAY}.items():
             a = np.array(getattr(self, name), dtype=np.int64 if kind == "i" else np.float64)  # own, read-only copy
             a.setflags(write=False)
             object.__setattr__(self, name, a)
@@ -335,7 +348,8 @@ class GroundTruth:
     def save(self, path: str | Path) -> None:
         """Write ``truth.npz`` to ``path`` deterministically (fixed zip member times, stored,
         sorted order); :meth:`load` reads it back."""
-        members: dict[str, np.ndarray] = {name: np.ascontiguousarray(getattr(self, name)) for name in _ARRAYS}
+        members: dict[str, np.ndarray] = {name: np.ascontiguousarray(getattr(self, name))
+                                          for name in _array_specs(self.config)}
         members["format_version"] = np.asarray(FORMAT_VERSION, dtype=np.int64)
         members["config_json"] = np.asarray(json.dumps(self.config.to_dict(), sort_keys=True))
         with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
@@ -377,7 +391,9 @@ class GroundTruth:
             raise CheckpointError(f"{path}: corrupted config ({_one_line(exc)})") from None
         dims = {"N": cfg.n_users, "M": cfg.n_items, "C": cfg.n_categories, "d": cfg.dim}
         arrays = {}
-        for name, (kind, spec) in _ARRAYS.items():
+        for name, (kind, spec) in _array_specs(cfg).items():
+            if name not in data:
+                raise CheckpointError(f"{path}: corrupted, missing array {name}")
             a = data[name]
             shape = tuple(dims[s] for s in spec.split(","))
             if a.shape != shape or a.dtype.kind != kind:

@@ -21,20 +21,36 @@ matrix are identified by the number of users; with 3,000 the fitted simulator's 
 with the true P(click) over random (history, item) pairs is 0.91-0.92 (seeds 0-2), with
 1,000 it was 0.83-0.88, below what even a model given the true preferences reaches
 there (``benchmarks/simulator_truth.py``).
+
+Regimes
+-------
+Named variants of these defaults that mirror the shapes of real logs (anonymous
+sessions, a large Zipf catalogue, positives only, a view/cart/buy funnel) are in
+:mod:`seqrec.data.synth_presets`. The fields they need beyond the model's weights
+(``popularity_zipf``, ``fav_prob``, ``max_sessions_per_user``, ``write_impressions``,
+``behaviour_names``) are left out of :meth:`SynthConfig.to_dict` while they hold their
+defaults, so the files of a default config are the same bytes as before they existed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from seqrec.infra.errors import SeqrecError
 
-__all__ = ["SynthConfig"]
+__all__ = ["DEFAULT_BEHAVIOURS", "SynthConfig"]
+
+DEFAULT_BEHAVIOURS: tuple[str, ...] = ("view", "click", "cart", "purchase")
+"""The default ``behaviour_names``: not clicked, clicked, carted, purchased."""
+
+_OMIT_AT_DEFAULT = {"omit_at_default": True}
+"""Field metadata: :meth:`SynthConfig.to_dict` leaves the field out while it holds its default."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +73,10 @@ class SynthConfig:
     """Norm scale of an item vector's deviation from its category centroid."""
     popularity_sigma: float = 1.0
     """Std of the popularity bias b_i; popularity share = softmax(b) (lognormal skew)."""
+    popularity_zipf: float = field(default=0.0, metadata=_OMIT_AT_DEFAULT)
+    """Zipf exponent s of the popularity; 0 (default) draws the lognormal bias above. When
+    > 0, item ranks are a random permutation, b_i = -s * (log rank_i - mean log rank) and the
+    popularity share is exactly rank^-s / H (``popularity_sigma`` is then unused)."""
     followup_weights: tuple[float, ...] = (1.0, 0.6)
     """T entries of each category's preferred follow-up categories (one per follow-up)."""
     dirichlet_alpha: float = 0.3
@@ -85,8 +105,11 @@ class SynthConfig:
     """Typical P(cart | click) (item-specific around it on the logit scale)."""
     buy_prob: float = 0.4
     """Typical P(purchase | cart) (item-specific around it on the logit scale)."""
+    fav_prob: float = field(default=0.0, metadata=_OMIT_AT_DEFAULT)
+    """Typical P(fav | click, no cart) (item-specific like ``cart_prob``); 0 (default): no fav
+    stage. With a fav stage ``behaviour_names`` has five names."""
     funnel_noise: float = 0.5
-    """Std of the item-specific cart/purchase logit offsets."""
+    """Std of the item-specific cart/purchase (and fav) logit offsets."""
     exit_intercept: float = -2.2
     """e0: session-exit logit after a click (misses = 0)."""
     exit_slope: float = 0.3
@@ -102,7 +125,10 @@ class SynthConfig:
     log_uniform: float = 0.2
     """Logging-policy share drawn uniformly from the catalogue."""
     max_events_per_user: int = 200
-    """Truncate each user's log after this many events (the number of time steps)."""
+    """Truncate each user's log after this many shown items (the number of time steps)."""
+    max_sessions_per_user: int = field(default=0, metadata=_OMIT_AT_DEFAULT)
+    """A user leaves after this many sessions (no churn draw after the last); 0 (default): no
+    limit. 1 makes every user id a session id (anonymous session logs)."""
     start_ts: int = 1_600_000_000
     """Earliest possible first timestamp (unix seconds; fixed, never 'now')."""
     start_spread_s: int = 30 * 86_400
@@ -115,6 +141,13 @@ class SynthConfig:
     """Minimum seconds between the end of a session and the next one."""
     session_gap_mean_s: float = 129_600.0
     """Mean of the exponential extra gap between sessions (seconds; 1.5 days)."""
+    write_impressions: bool = field(default=True, metadata=_OMIT_AT_DEFAULT)
+    """Write every shown item (the not-clicked ones as ``behaviour_names[0]``) and the
+    ``pscore`` column; False writes only the clicked events and no ``pscore``, as most click
+    logs are (the simulation, and so the truth, is the same)."""
+    behaviour_names: tuple[str, ...] = field(default=DEFAULT_BEHAVIOURS, metadata=_OMIT_AT_DEFAULT)
+    """Name of each funnel stage by ``value`` (the deepest stage an impression reached): not
+    clicked, clicked, [favourited,] carted, purchased; five names when ``fav_prob`` > 0."""
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> SeqrecError:
@@ -122,9 +155,13 @@ class SynthConfig:
 
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if f.name == "followup_weights":
+            if f.name in ("followup_weights", "behaviour_names"):
                 continue
-            if f.type in ("int", int):
+            if f.type in ("bool", bool):
+                if not isinstance(v, (bool, np.bool_)):
+                    raise bad(f.name, "must be True or False")
+                object.__setattr__(self, f.name, bool(v))
+            elif f.type in ("int", int):
                 if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
                     raise bad(f.name, "must be an integer")
             elif isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
@@ -132,6 +169,9 @@ class SynthConfig:
             elif not math.isfinite(float(v)):
                 raise bad(f.name, "must be finite")
         object.__setattr__(self, "followup_weights", tuple(float(x) for x in self.followup_weights))
+        if not isinstance(self.behaviour_names, (tuple, list)) or not all(isinstance(b, str) for b in self.behaviour_names):
+            raise bad("behaviour_names", "must be a sequence of names")
+        object.__setattr__(self, "behaviour_names", tuple(self.behaviour_names))
 
         for name in ("n_users", "n_items", "n_categories", "dim", "history_window", "max_events_per_user"):
             if getattr(self, name) < 1:
@@ -147,8 +187,8 @@ class SynthConfig:
         for name in ("category_concentration", "dirichlet_alpha"):
             if getattr(self, name) <= 0:
                 raise bad(name, "must be > 0")
-        for name in ("item_noise", "popularity_sigma", "funnel_noise", "repeat_penalty", "w_satiation",
-                     "session_gap_mean_s"):
+        for name in ("item_noise", "popularity_sigma", "popularity_zipf", "funnel_noise", "repeat_penalty",
+                     "w_satiation", "session_gap_mean_s", "max_sessions_per_user"):
             if getattr(self, name) < 0:
                 raise bad(name, "must be >= 0")
         for name in ("drift", "log_popularity", "log_same_category", "log_uniform"):
@@ -160,6 +200,15 @@ class SynthConfig:
         for name in ("cart_prob", "buy_prob"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise bad(name, "must be in (0, 1)")
+        if not 0.0 <= self.fav_prob < 1.0:
+            raise bad("fav_prob", "must be in [0, 1) (0: no fav stage)")
+        n_names = 5 if self.fav_prob > 0 else 4
+        if len(self.behaviour_names) != n_names:
+            stages = "not clicked, clicked, fav, cart, purchase" if n_names == 5 else "not clicked, clicked, cart, purchase"
+            raise bad("behaviour_names", f"needs {n_names} names ({stages}) with fav_prob={self.fav_prob:g}")
+        if len(set(self.behaviour_names)) != n_names or not all(re.fullmatch(r"[A-Za-z0-9_.:-]+", b)
+                                                                 for b in self.behaviour_names):
+            raise bad("behaviour_names", "names must be distinct and made of letters, digits and _ . : -")
         total = self.log_popularity + self.log_same_category + self.log_uniform
         if abs(total - 1.0) > 1e-9:
             raise bad("log_uniform", f"log_popularity + log_same_category + log_uniform = {total:g}, must be 1")
@@ -177,10 +226,11 @@ class SynthConfig:
             raise bad("start_ts", "must be >= 0")
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as a JSON-ready dict (``followup_weights`` as a list)."""
-        d = dataclasses.asdict(self)
-        d["followup_weights"] = list(self.followup_weights)
-        return d
+        """The config as a JSON-ready dict (tuples as lists); the fields of the regimes
+        (module docstring) only where they differ from their defaults."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+             if not (f.metadata.get("omit_at_default") and getattr(self, f.name) == f.default)}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SynthConfig:
@@ -190,6 +240,7 @@ class SynthConfig:
         if unknown:
             raise SeqrecError(f"SynthConfig: unknown field(s) {', '.join(unknown)}")
         d = dict(d)
-        if "followup_weights" in d:
-            d["followup_weights"] = tuple(d["followup_weights"])
+        for name in ("followup_weights", "behaviour_names"):
+            if name in d:
+                d[name] = tuple(d[name])
         return cls(**d)

@@ -18,7 +18,10 @@ Catalogue
   :math:`\epsilon_i \sim N(0, I_d)`.
 * Popularity bias :math:`b_i \sim N(0, \text{popularity\_sigma}^2)`; the popularity
   written to ``items.csv`` (and used by the logging policy) is the lognormal, Zipf-like
-  skewed share :math:`\mathrm{pop}_i = e^{b_i} / \sum_j e^{b_j}`.
+  skewed share :math:`\mathrm{pop}_i = e^{b_i} / \sum_j e^{b_j}`. With
+  ``popularity_zipf`` :math:`= s > 0` instead: ranks :math:`r` = a random permutation of
+  :math:`1..M`, :math:`b_i = -s (\log r_i - \overline{\log r})`, so :math:`\mathrm{pop}_i
+  = r_i^{-s} / \sum_j j^{-s}` is exactly Zipf (a heavy head, a long flat tail).
 * Category transitions :math:`T \in \mathbb{R}^{C \times C}`: each category :math:`c`
   has ``len(followup_weights)`` preferred follow-up categories (distinct, never
   :math:`c` itself, chosen at random); :math:`T[c, f_k] = \text{followup\_weights}[k]`
@@ -27,7 +30,9 @@ Catalogue
   is no click yet).
 * Post-click funnel, per item: :math:`q^{cart}_i = \sigma(\mathrm{logit}(\text{cart\_prob})
   + \text{funnel\_noise} \cdot \eta_i)` and :math:`q^{buy}_i = \sigma(\mathrm{logit}
-  (\text{buy\_prob}) + \text{funnel\_noise} \cdot \eta'_i)`, :math:`\eta, \eta' \sim N(0, 1)`.
+  (\text{buy\_prob}) + \text{funnel\_noise} \cdot \eta'_i)`, :math:`\eta, \eta' \sim N(0, 1)`;
+  with ``fav_prob`` > 0 also :math:`q^{fav}_i = \sigma(\mathrm{logit}(\text{fav\_prob})
+  + \text{funnel\_noise} \cdot \eta''_i)`, drawn last (0 for every item otherwise).
 
 Users
 -----
@@ -53,7 +58,8 @@ def draw_parameters(cfg: SynthConfig) -> dict[str, np.ndarray]:
 
     :return: ``centroids (C, d)``, ``categories (M,)``, ``item_vectors (M, d)``,
         ``item_bias (M,)``, ``popularity (M,)``, ``transition (C, C)``,
-        ``user_interests (N, C)``, ``user_vectors (N, d)``, ``cart_prob (M,)``, ``buy_prob (M,)``.
+        ``user_interests (N, C)``, ``user_vectors (N, d)``, ``cart_prob (M,)``, ``buy_prob (M,)``,
+        and ``fav_prob (M,)`` when ``cfg.fav_prob`` > 0.
     """
     rng = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(2)[0])
     N, M, C, d = cfg.n_users, cfg.n_items, cfg.n_categories, cfg.dim
@@ -68,7 +74,11 @@ def draw_parameters(cfg: SynthConfig) -> dict[str, np.ndarray]:
     noise = rng.standard_normal((M, d)) * (cfg.item_noise / math.sqrt(d))
     item_vectors = centroids[categories] + noise
 
-    item_bias = rng.standard_normal(M) * cfg.popularity_sigma
+    if cfg.popularity_zipf > 0:
+        log_rank = np.log(rng.permutation(M) + 1.0)
+        item_bias = -cfg.popularity_zipf * (log_rank - log_rank.mean())
+    else:
+        item_bias = rng.standard_normal(M) * cfg.popularity_sigma
     e = np.exp(item_bias - item_bias.max())
     popularity = e / e.sum()
 
@@ -84,12 +94,13 @@ def draw_parameters(cfg: SynthConfig) -> dict[str, np.ndarray]:
     user_interests = rng.dirichlet(np.full(C, cfg.dirichlet_alpha), size=N)
     user_vectors = user_interests @ centroids
 
-    base_cart = math.log(cfg.cart_prob / (1 - cfg.cart_prob))
-    base_buy = math.log(cfg.buy_prob / (1 - cfg.buy_prob))
-    cart_prob = expit(base_cart + cfg.funnel_noise * rng.standard_normal(M))
-    buy_prob = expit(base_buy + cfg.funnel_noise * rng.standard_normal(M))
+    def stage_prob(typical: float) -> np.ndarray:  # item-specific around `typical` on the logit scale
+        return expit(math.log(typical / (1 - typical)) + cfg.funnel_noise * rng.standard_normal(M))
 
-    return {"centroids": centroids, "categories": categories, "item_vectors": item_vectors,
-            "item_bias": item_bias, "popularity": popularity, "transition": transition,
-            "user_interests": user_interests, "user_vectors": user_vectors,
-            "cart_prob": cart_prob, "buy_prob": buy_prob}
+    params = {"centroids": centroids, "categories": categories, "item_vectors": item_vectors,
+              "item_bias": item_bias, "popularity": popularity, "transition": transition,
+              "user_interests": user_interests, "user_vectors": user_vectors,
+              "cart_prob": stage_prob(cfg.cart_prob), "buy_prob": stage_prob(cfg.buy_prob)}
+    if cfg.fav_prob > 0:
+        params["fav_prob"] = stage_prob(cfg.fav_prob)
+    return params

@@ -23,7 +23,8 @@ churned is shown ONE item drawn from the logging policy :math:`\pi_0`
 
 The user views the item and clicks with the true probability; after a click the item is
 added to cart with probability :math:`q^{cart}_i`, and after a cart purchased with
-probability :math:`q^{buy}_i`. One row per shown item, with the deepest stage reached:
+probability :math:`q^{buy}_i`. One row per shown item, with the deepest stage reached
+(the names are ``behaviour_names``; these are the defaults):
 
 ========== ===== ============================
 behaviour  value meaning
@@ -33,6 +34,10 @@ click      1     clicked, not carted
 cart       2     carted, not purchased
 purchase   3     purchased
 ========== ===== ============================
+
+With a fav stage (``fav_prob`` > 0) a click that is not carted is favourited with
+probability :math:`q^{fav}_i`, and the five values are: 0 not clicked, 1 clicked only,
+2 favourited, 3 carted, 4 purchased.
 
 Sessions, exit and churn:
 
@@ -46,6 +51,8 @@ Sessions, exit and churn:
   non-click steps (``churn_intercept``, ``churn_slope``;
   :meth:`~seqrec.data.ground_truth.GroundTruth.churn_probability`);
   otherwise a new session starts. The click history (and so satiation) carries over.
+* With ``max_sessions_per_user`` = :math:`k > 0` the user leaves at the end of the
+  :math:`k`-th session instead of drawing churn (counted as ``n_session_limit``).
 * A user's log is truncated after ``max_events_per_user`` events (counted in ``synth.json``
   as ``n_truncated``; the truncated last session did not end by exit).
 * Timestamps (integer seconds): each user starts at ``start_ts + U{0, start_spread_s - 1}``;
@@ -57,7 +64,10 @@ Files (:func:`write_synthetic`)
 -------------------------------
 * ``events.csv`` -- ``user,item,ts,behaviour,value,session,pscore``; raw integer ids
   ``0..N-1`` / ``0..M-1``; ``session`` is a global session id numbered by (user, session
-  order); sorted by user then ts; ``pscore`` with 10 significant digits.
+  order); sorted by user then ts; ``pscore`` with 10 significant digits. With
+  ``write_impressions=False`` only the rows with ``value >= 1`` (clicks and deeper) and no
+  ``pscore`` column: exactly the clicked rows of the log the same config writes with
+  impressions; user and session ids keep their numbers, so those without a click are absent.
 * ``items.csv`` -- ``item,category,popularity`` (popularity = :math:`\mathrm{pop}_i`).
 * ``truth.npz`` -- every ground-truth array and parameter, the config as JSON, and the
   format version; :meth:`GroundTruth.load <seqrec.data.ground_truth.GroundTruth.load>` restores it.
@@ -87,13 +97,13 @@ import pandas as pd
 from scipy.special import expit
 
 from seqrec.data.ground_truth import FORMAT_VERSION, GroundTruth
-from seqrec.data.synth_config import SynthConfig
+from seqrec.data.synth_config import DEFAULT_BEHAVIOURS, SynthConfig
 from seqrec.infra.errors import SeqrecError
 
 __all__ = ["BEHAVIOURS", "SyntheticLog", "generate", "write_synthetic"]
 
-BEHAVIOURS: tuple[str, ...] = ("view", "click", "cart", "purchase")
-"""Behaviour names; the index is the event's ``value``."""
+BEHAVIOURS: tuple[str, ...] = DEFAULT_BEHAVIOURS
+"""Default behaviour names (``SynthConfig.behaviour_names``); the index is the event's ``value``."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,7 +113,9 @@ class SyntheticLog:
     truth: GroundTruth
     """The model that generated the log."""
     events: pd.DataFrame
-    """``user,item,ts,behaviour,value,session,pscore`` sorted by user then ts."""
+    """What ``events.csv`` holds: ``user,item,ts,behaviour,value,session[,pscore]`` sorted by user then ts."""
+    impressions: pd.DataFrame
+    """Every shown item with its outcome and ``pscore`` (``events`` itself when ``write_impressions``)."""
     items: pd.DataFrame
     """``item,category,popularity`` for every item."""
     summary: dict[str, Any]
@@ -129,7 +141,7 @@ def generate(cfg: SynthConfig | None = None) -> SyntheticLog:
     ts = cfg.start_ts + rng.integers(0, cfg.start_spread_s, size=N)
 
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("user", "item", "ts", "value", "sess", "pscore")}
-    n_churned = 0
+    n_churned = n_limit = 0
     for _step in range(cfg.max_events_per_user):
         # one fixed-size draw per quantity per step keeps the stream independent of who is alive
         u_comp, u_pop, u_cat = rng.random(N), rng.random(N), rng.random(N)
@@ -137,6 +149,7 @@ def generate(cfg: SynthConfig | None = None) -> SyntheticLog:
         u_click, u_cart, u_buy, u_exit, u_churn = (rng.random(N) for _ in range(5))
         gap_in = rng.integers(cfg.gap_min_s, cfg.gap_max_s + 1, size=N)
         gap_out = cfg.session_gap_min_s + np.floor(rng.exponential(cfg.session_gap_mean_s, size=N)).astype(np.int64)
+        u_fav = rng.random(N) if cfg.fav_prob > 0 else None  # drawn last: configs without fav keep their stream
 
         act = np.flatnonzero(alive)
         if act.size == 0:
@@ -152,6 +165,8 @@ def generate(cfg: SynthConfig | None = None) -> SyntheticLog:
         cart = click & (u_cart[act] < truth.cart_prob[shown])
         buy = cart & (u_buy[act] < truth.buy_prob[shown])
         value = click.astype(np.int64) + cart + buy
+        if u_fav is not None:  # fav sits between click and cart: 1 click, 2 fav, 3 cart, 4 purchase
+            value += cart | (click & (u_fav[act] < truth.fav_prob[shown]))
 
         cols["user"].append(act)
         cols["item"].append(shown)
@@ -172,10 +187,12 @@ def generate(cfg: SynthConfig | None = None) -> SyntheticLog:
         # exit, then churn or a new session
         ex = u_exit[act] < truth.exit_probability(misses[act])
         ea = act[ex]
-        churn = u_churn[ea] < truth.churn_probability(sess_miss[ea] / sess_steps[ea])
-        alive[ea[churn]] = False
+        limit = sess_idx[ea] + 1 >= cfg.max_sessions_per_user if cfg.max_sessions_per_user else np.zeros(ea.size, bool)
+        churn = ~limit & (u_churn[ea] < truth.churn_probability(sess_miss[ea] / sess_steps[ea]))
+        alive[ea[churn | limit]] = False
         n_churned += int(churn.sum())
-        back = ea[~churn]
+        n_limit += int(limit.sum())
+        back = ea[~(churn | limit)]
         sess_idx[back] += 1
         misses[ea] = 0
         sess_steps[ea] = 0
@@ -191,35 +208,58 @@ def generate(cfg: SynthConfig | None = None) -> SyntheticLog:
     n_sess_user = np.zeros(N, dtype=np.int64)
     np.maximum.at(n_sess_user, user, sess_local + 1)
     sess_offset = np.concatenate([[0], np.cumsum(n_sess_user)[:-1]])
-    events = pd.DataFrame({
+    impressions = pd.DataFrame({
         "user": user,
         "item": item,
         "ts": np.concatenate(cols["ts"])[order],
-        "behaviour": np.asarray(BEHAVIOURS, dtype=object)[value],
+        "behaviour": np.asarray(cfg.behaviour_names, dtype=object)[value],
         "value": value,
         "session": sess_offset[user] + sess_local,
         "pscore": np.concatenate(cols["pscore"])[order],
     })
+    if cfg.write_impressions:
+        events = impressions
+    else:  # a click log: the clicked rows, without the logging propensities
+        events = impressions.loc[value >= 1].drop(columns="pscore").reset_index(drop=True)
     items = pd.DataFrame({"item": np.arange(M), "category": truth.categories, "popularity": truth.popularity})
+    summary = _summary(cfg, impressions, events, n_churned, n_limit)
+    return SyntheticLog(truth=truth, events=events, impressions=impressions, items=items, summary=summary)
 
-    per_user = np.bincount(user, minlength=N)
-    counts = np.bincount(value, minlength=4)
-    n_events = int(user.size)
-    summary = {
-        "n_users": N,
-        "n_items": M,
-        "n_items_shown": int(np.unique(item).size),
+
+def _summary(cfg: SynthConfig, impressions: pd.DataFrame, events: pd.DataFrame, n_churned: int,
+             n_limit: int) -> dict[str, Any]:
+    """Counts of the written log (``events``) and of the process behind it (``synth.json``).
+
+    Keys beyond the default's appear only for the configs that need them, so the default's
+    ``synth.json`` keeps its bytes.
+    """
+    written = cfg.behaviour_names if cfg.write_impressions else cfg.behaviour_names[1:]
+    value = events["value"].to_numpy()
+    per_user = np.bincount(events["user"].to_numpy(), minlength=cfg.n_users)
+    in_log = per_user[per_user > 0]
+    n_shown = np.bincount(impressions["user"].to_numpy(), minlength=cfg.n_users)
+    n_events, n_sessions = len(events), int(events["session"].nunique())
+    counts = np.bincount(value, minlength=len(cfg.behaviour_names))
+    summary: dict[str, Any] = {
+        "n_users": cfg.n_users,
+        "n_items": cfg.n_items,
+        "n_items_shown": int(impressions["item"].nunique()),
         "n_events": n_events,
-        "n_sessions": int(n_sess_user.sum()),
-        "behaviour_counts": {b: int(c) for b, c in zip(BEHAVIOURS, counts)},
-        "click_rate": round(float((value >= 1).mean()), 6),
-        "mean_events_per_user": round(n_events / N, 6),
-        "median_events_per_user": float(np.median(per_user)),
-        "mean_session_length": round(n_events / int(n_sess_user.sum()), 6),
+        "n_sessions": n_sessions,
+        "behaviour_counts": {b: int(counts[cfg.behaviour_names.index(b)]) for b in written},
+        "click_rate": round(float((impressions["value"].to_numpy() >= 1).mean()), 6),
+        "mean_events_per_user": round(n_events / max(in_log.size, 1), 6),
+        "median_events_per_user": float(np.median(in_log)) if in_log.size else 0.0,
+        "mean_session_length": round(n_events / max(n_sessions, 1), 6),
         "n_churned": n_churned,
-        "n_truncated": int((per_user == cfg.max_events_per_user).sum()),
+        "n_truncated": int((n_shown == cfg.max_events_per_user).sum()),
     }
-    return SyntheticLog(truth=truth, events=events, items=items, summary=summary)
+    if not cfg.write_impressions:
+        summary.update(n_impressions=len(impressions), n_users_in_log=int(in_log.size),
+                       n_items_in_log=int(events["item"].nunique()))
+    if cfg.max_sessions_per_user:
+        summary["n_session_limit"] = n_limit
+    return summary
 
 
 def _model_parameters(cfg: SynthConfig) -> dict[str, Any]:
@@ -238,8 +278,24 @@ def _model_parameters(cfg: SynthConfig) -> dict[str, Any]:
         "e0": cfg.exit_intercept, "e1": cfg.exit_slope,
         "k0": cfg.churn_intercept, "k1": cfg.churn_slope,
         "a_pop": cfg.log_popularity, "a_cat": cfg.log_same_category, "a_uni": cfg.log_uniform,
-        "behaviour_values": {b: v for v, b in enumerate(BEHAVIOURS)},
+        "behaviour_values": {b: v for v, b in enumerate(cfg.behaviour_names)},
+        **_regime_parameters(cfg),
     }
+
+
+def _regime_parameters(cfg: SynthConfig) -> dict[str, Any]:
+    """The documented parts of a regime (:mod:`seqrec.data.synth_presets`), only where they apply."""
+    extra: dict[str, Any] = {}
+    if cfg.popularity_zipf > 0:
+        extra["popularity"] = "b_i = -s*(log rank_i - mean log rank), pop_i = rank_i^-s / H (Zipf)"
+        extra["s"] = cfg.popularity_zipf
+    if cfg.fav_prob > 0:
+        extra["fav"] = "after a click without cart: fav with q_fav_i = sigmoid(logit(fav_prob) + noise)"
+    if cfg.max_sessions_per_user:
+        extra["session_limit"] = f"the user leaves after session {cfg.max_sessions_per_user} (no churn draw)"
+    if not cfg.write_impressions:
+        extra["written"] = "clicked events only (value >= 1), no pscore; the truth holds the full process"
+    return extra
 
 
 def write_synthetic(out: str | Path, cfg: SynthConfig | None = None) -> Path:

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from seqrec.infra.errors import CheckpointError
+from seqrec.infra.errors import CheckpointError, SeqrecError
 from seqrec.data.prepare import cache_root, prepare_dataset
 from seqrec.data.preprocess import PrepConfig
 from seqrec.infra.threads import torch_threads
@@ -40,6 +41,10 @@ from seqrec.simulators.fidelity import fidelity_report
 from seqrec.simulators.simulator import UserSimulator, fit_simulator
 
 BUNDLE_FORMAT = 1
+
+
+class WeakSimulatorError(SeqrecError):
+    """The simulator fitted for a bundle is no better than popularity, or its P(click) is constant."""
 DEFAULT_BUNDLE_NAME = f"default-synthetic-v{BUNDLE_FORMAT}"
 
 
@@ -67,6 +72,8 @@ class Bundle:
         key = meta["dataset_key"]
         encoder = SequenceEncoder.load(folder / "encoder.pt", dataset_key=key).eval()
         simulator = UserSimulator.load(folder / "simulator.pt", dataset_key=key)
+        for problem in meta.get("weak_simulator") or ():
+            print(f"seqrec: warning: {folder}: weak simulator (built with --allow-weak-simulator): {problem}", file=sys.stderr)
         return cls(folder, seq, encoder, simulator, meta)
 
 
@@ -94,6 +101,9 @@ class BuildConfig:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
     seed: int = 0
+    allow_weak_simulator: bool = False
+    """Build the bundle even when its simulator cannot tell policies apart (click AUC not above
+    popularity's, or a constant P(click)); the reasons go into ``bundle.json`` and every load warns."""
 
 
 def build_bundle(data: str | Path, out: str | Path, config: BuildConfig = BuildConfig(), progress: bool = True) -> Path:
@@ -118,21 +128,44 @@ def _build_bundle(data: str | Path, out: Path, config: BuildConfig, progress: bo
         os.replace(tmp / "metrics.json", tmp / "encoder_metrics.json")
         simulator = fit_simulator(seq, config.simulator, tmp)
         fidelity = fidelity_report(simulator, seq, tmp, truth=_truth_for(Path(data)))
+        weak = fidelity["weak_simulator"]
+        if weak and not config.allow_weak_simulator:
+            raise WeakSimulatorError(f"{data}: the fitted simulator cannot tell policies apart: {weak[0]}"
+                                     f"{f' (and {len(weak) - 1} more)' if len(weak) > 1 else ''}; see {_refused(out) / 'fidelity.json'} "
+                                     "for the report, or pass --allow-weak-simulator to build it anyway")  # fmt: skip
         meta = {
             "format": BUNDLE_FORMAT, "source": str(data), "dataset_key": seq.meta["key"], "n_users": seq.n_users,
             "n_items": seq.n_items, "behaviours": seq.behaviour_names, "encoder_config": enc_cfg.to_dict(),
             "pretrain": asdict(config.pretrain), "simulator": asdict(config.simulator), "prep": asdict(config.prep),
             "encoder_test_metrics": enc_metrics.get("test", enc_metrics), "fidelity": _headline(fidelity),
-            "build_seconds": round(time.perf_counter() - t0, 1),
+            "build_seconds": round(time.perf_counter() - t0, 1), "weak_simulator": weak,
+            "allow_weak_simulator": config.allow_weak_simulator,
         }  # fmt: skip
         (tmp / "bundle.json").write_text(json.dumps(meta, indent=2, default=str))
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
+    except WeakSimulatorError:
+        _keep_report(tmp, out)
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _refused(out: Path) -> Path:
+    return out.with_name(out.name + ".refused")
+
+
+def _keep_report(tmp: Path, out: Path) -> None:
+    """A refused build keeps only its fidelity report and plots, in ``<out>.refused/``; ``out`` is untouched."""
+    report = _refused(out)
+    shutil.rmtree(report, ignore_errors=True)
+    report.mkdir(parents=True)
+    for f in [tmp / "fidelity.json", *tmp.glob("*.png")]:
+        shutil.move(str(f), report / f.name)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _mkdir(p: Path) -> Path:

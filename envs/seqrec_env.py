@@ -52,6 +52,13 @@ class SeqRecEnv(gym.Env):
     ``reward_weights["click"]`` (default 1.0) per click, plus the weight of the behaviour that
     followed the click (e.g. ``{"click": 1, "purchase": 5}``).
 
+    How often a user clicks at all is learned from a log with impressions (shown, not
+    clicked). A log without them (ratings, click streams) cannot identify it: there the
+    simulator's P(click) of a random never-touched item averages the bundle's
+    ``SimulatorConfig.base_click_rate`` (default 0.05; ``seqrec prepare --base-click-rate``),
+    and the log sets how items rank around it. ``fidelity.json`` (``click_model.base_click_rate``)
+    says which applies.
+
     ## Starting State
     A uniformly sampled logged user's history (last ``max_len`` events up to ``start``).
 

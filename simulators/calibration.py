@@ -13,7 +13,7 @@ Shapes: ``users (n,)``, ``history (n, L)`` (-1 = pad), ``items (n,)``, ``labels 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -32,7 +32,9 @@ class Calibration:
     """Monotone map from raw logit to calibrated logit, fitted on held-out data.
 
     ``temperature``: ``a * z + b`` with ``a > 0``. ``isotonic``: piecewise-linear through
-    ``(x, y)`` knots (y are probabilities, clipped to [1e-4, 1 - 1e-4]).
+    ``(x, y)`` knots (y are probabilities, clipped to [1e-4, 1 - 1e-4]). ``shift`` is added
+    to the calibrated logit afterwards: it sets the base click rate where the log cannot
+    identify it (:meth:`with_base_rate`); 0 elsewhere.
     """
 
     kind: str = "temperature"
@@ -40,9 +42,30 @@ class Calibration:
     b: float = 0.0
     x: list[float] = field(default_factory=list)
     y: list[float] = field(default_factory=list)
+    shift: float = 0.0
 
     def probability(self, z: Tensor) -> Tensor:
         """Calibrated P(click) for raw logits ``z`` (any shape)."""
+        p = self._calibrated(z)
+        return p if self.shift == 0.0 else torch.sigmoid(torch.logit(p, eps=1e-7) + self.shift)
+
+    def with_base_rate(self, z: np.ndarray, rate: float) -> "Calibration":
+        """A copy whose mean P(click) over raw logits ``z (n,)`` is ``rate`` (the shift by bisection).
+
+        Used on logs without impressions, whose calibrated P(click) only means "the real next
+        item among ``eval_negatives`` random ones": ``z`` are scores of random never-touched
+        items at logged states, and ``rate`` is their stated click probability.
+        """
+        if not 0.0 < rate < 1.0:
+            raise ValueError(f"base click rate must be in (0, 1), not {rate}")
+        base = torch.logit(self._calibrated(torch.as_tensor(z, dtype=torch.float64)), eps=1e-7)
+        lo, hi = -30.0, 30.0
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if float(torch.sigmoid(base + mid).mean()) < rate else (lo, mid)
+        return replace(self, shift=(lo + hi) / 2)
+
+    def _calibrated(self, z: Tensor) -> Tensor:
         if self.kind == "temperature":
             return torch.sigmoid(self.a * z + self.b)
         x = torch.tensor(self.x, dtype=z.dtype, device=z.device)
@@ -82,18 +105,20 @@ class Calibration:
         return cls(kind="temperature", a=a, b=b)
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "a": self.a, "b": self.b, "x": list(self.x), "y": list(self.y)}
+        return {"kind": self.kind, "a": self.a, "b": self.b, "x": list(self.x), "y": list(self.y), "shift": self.shift}
 
 
 @dataclass
 class HeldOut:
-    """Scored held-out pairs: ``users (n,)``, ``history (n, L)``, ``items (n,)``, ``labels (n,)``."""
+    """Scored held-out pairs: ``users (n,)``, ``history (n, L)``, ``items (n,)``, ``labels (n,)``;
+    ``behaviour (n,)`` is the logged behaviour code of each pair's event (-1: a sampled negative)."""
 
     users: np.ndarray
     history: np.ndarray
     items: np.ndarray
     labels: np.ndarray
     protocol: str
+    behaviour: np.ndarray | None = None
 
 
 def held_out_pairs(clicks: ClickLog, split: str | np.ndarray, cfg: SimulatorConfig, rng: np.random.Generator,
@@ -110,7 +135,8 @@ def held_out_pairs(clicks: ClickLog, split: str | np.ndarray, cfg: SimulatorConf
     if protocol == "impressions":
         pos = np.flatnonzero(seq.split == SPLIT_NAMES[split]) if isinstance(split, str) else np.asarray(split, np.int64)
         hist, _ = clicks.histories(pos, L)
-        return HeldOut(seq.users[pos], hist, seq.items[pos], clicks.positive[pos].astype(np.float32), protocol)
+        return HeldOut(seq.users[pos], hist, seq.items[pos], clicks.positive[pos].astype(np.float32), protocol,
+                       seq.behaviours[pos].astype(np.int64))
     pos = seq.positions(split) if isinstance(split, str) else np.asarray(split, np.int64)
     pos = pos[clicks.positive[pos]]
     hist, _ = clicks.histories(pos, L)
@@ -120,7 +146,9 @@ def held_out_pairs(clicks: ClickLog, split: str | np.ndarray, cfg: SimulatorConf
     items = np.concatenate([seq.items[pos][:, None], neg], axis=1).reshape(-1)
     labels = np.zeros((len(pos), k + 1), np.float32)
     labels[:, 0] = 1
-    return HeldOut(np.repeat(users, k + 1), np.repeat(hist, k + 1, axis=0), items, labels.reshape(-1), protocol)
+    behaviour = np.full((len(pos), k + 1), -1, np.int64)
+    behaviour[:, 0] = seq.behaviours[pos]
+    return HeldOut(np.repeat(users, k + 1), np.repeat(hist, k + 1, axis=0), items, labels.reshape(-1), protocol, behaviour.reshape(-1))
 
 
 def calibration_rows(seq: SequenceData, cfg: SimulatorConfig, real_negatives: bool = True

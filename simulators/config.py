@@ -68,6 +68,15 @@ class SimulatorConfig:
     """Logs without real negatives: sampled never-touched items per held-out positive, for
     calibration (validation split) and the fidelity report (test split). The calibrated
     P(click) of such a log means P(positive | one real next item among this many random ones)."""
+    base_click_rate: float | None = 0.05
+    """Logs without impressions (ratings, click streams): P(click) of a random item the user
+    never touched, averaged over logged states. Such a log cannot identify it — it holds
+    what users chose, not what they were shown and passed over — so it is *set* here, and
+    the fitted model only ranks items around it (the fidelity report says so). 0.05: one in
+    twenty random suggestions taken, so a policy that knows the user earns clearly more than
+    one that does not. ``None``: keep the rate implied by the 1 : ``eval_negatives``
+    calibration protocol (about 1/(1 + eval_negatives); before session 6, the only behaviour).
+    Logs with impressions learn their rate and ignore this."""
     holdout_fraction: float = 0.1
     """Logs with real negatives: share of the train events held out at random for early
     stopping and calibration. (Their validation split, each user's second-last event, is
@@ -131,6 +140,8 @@ class SimulatorConfig:
                 raise bad(name, "must be a finite number > 0")
         if self.sampled_negative_weight is not None and not (0 <= self.sampled_negative_weight <= 10):
             raise bad("sampled_negative_weight", "must be None or in [0, 10]")
+        if self.base_click_rate is not None and not 0.0 < self.base_click_rate < 1.0:
+            raise bad("base_click_rate", "must be None or in (0, 1)")
         if not 0.0 < self.holdout_fraction < 0.5:
             raise bad("holdout_fraction", "must be in (0, 0.5)")
         if self.calibration not in ("temperature", "isotonic"):

@@ -9,7 +9,11 @@
   negatives): logged shown items with their click labels, on the random held-out train
   events not used for calibration (the headline), and on the test split (whose last events
   are selected by the outcome, see :class:`SimulatorConfig.holdout_fraction`).
-  ``reliability.png`` is the reliability diagram of the headline protocol.
+  ``reliability.png`` is the reliability diagram of the headline protocol. Beside it, the
+  popularity baseline's AUC on the same pairs (overall and per positive behaviour), the
+  spread of the simulated P(click), the base click rate and where it comes from, and
+  ``weak_simulator``: the reasons it cannot tell policies apart
+  (:mod:`seqrec.simulators.fidelity_checks`).
 * **replay** -- logged sessions replayed in the simulator: the policy shows the user's
   logged items in their logged order from the session start, until the simulated user
   leaves (or the user's log runs out: *censored*). Compared with the same logged sessions:
@@ -39,6 +43,7 @@ from seqrec.data.sequences import SequenceData
 from seqrec.simulators.calibration import HeldOut, calibration_rows, held_out_pairs
 from seqrec.simulators.dynamics import session_steps
 from seqrec.simulators.examples import ClickLog, UntouchedSampler
+from seqrec.simulators.fidelity_checks import popularity_comparison, probability_spread, protocol_view, weak_simulator_problems
 from seqrec.simulators.fidelity_plots import write_plots
 from seqrec.simulators.simulator import UserSimulator
 
@@ -228,13 +233,15 @@ def fidelity_report(sim: UserSimulator, seq: SequenceData, out_dir: str | Path |
     stage("held-out click metrics")
     click: dict[str, Any] = {}
     rng = np.random.default_rng(seed + 7)
+    protocol_sim = protocol_view(sim)  # calibration metrics against what the protocol identifies
     test_sampled = held_out_pairs(clicks, "test", cfg, rng, sampler, protocol="sampled")
-    click["test_sampled"] = click_metrics(_predict(sim, test_sampled), test_sampled.labels)
+    click["test_sampled"] = click_metrics(_predict(protocol_sim, test_sampled), test_sampled.labels)
     click["test_sampled"]["negatives_per_positive"] = cfg.eval_negatives
+    head_pairs = test_sampled
     if clicks.has_real_negatives:
         _, _, evaluation = calibration_rows(seq, cfg)
-        held = held_out_pairs(clicks, evaluation, cfg, rng, sampler, protocol="impressions")
-        click["heldout_impressions"] = click_metrics(_predict(sim, held), held.labels)
+        head_pairs = held_out_pairs(clicks, evaluation, cfg, rng, sampler, protocol="impressions")
+        click["heldout_impressions"] = click_metrics(_predict(sim, head_pairs), head_pairs.labels)
         test_imp = held_out_pairs(clicks, "test", cfg, rng, sampler, protocol="impressions")
         click["test_impressions"] = click_metrics(_predict(sim, test_imp), test_imp.labels)
         head = "heldout_impressions"
@@ -243,7 +250,15 @@ def fidelity_report(sim: UserSimulator, seq: SequenceData, out_dir: str | Path |
     click["headline"] = head
     for k in ("auc", "log_loss", "ece"):
         click[k] = click[head][k]
+    simulated = _predict(sim, head_pairs)
+    click["vs_popularity"] = popularity_comparison(head_pairs, simulated, seq, clicks)
+    click["popularity_auc"] = click["vs_popularity"]["all"]["popularity_auc"]
+    click["p_click"] = probability_spread(simulated)
+    random_items = simulated[test_sampled.labels == 0] if head == "test_sampled" else _predict(sim, test_sampled)[test_sampled.labels == 0]
+    click["base_click_rate"] = {**sim.info.get("response", {}).get("base_click_rate", {}),
+                                "simulated_mean_random_item": _r(float(np.mean(random_items))) if len(random_items) else None}  # fmt: skip
     report["click_model"] = click
+    report["weak_simulator"] = weak_simulator_problems(report)
 
     # -- outcome (behaviour / rating) model -----------------------------------------------
     pos = seq.positions("test")

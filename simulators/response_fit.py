@@ -187,6 +187,8 @@ def fit_response_model_dim(seq: SequenceData, clicks: ClickLog, cfg: SimulatorCo
     model.eval()
     z_valid = score_pairs(model, valid)
     calibration = Calibration.fit(z_valid, valid.labels, kind=cfg.calibration)
+    if not real_neg and cfg.base_click_rate is not None:  # the log cannot say how often a random item is taken
+        calibration = calibration.with_base_rate(z_valid[valid.labels == 0], cfg.base_click_rate)
     warnings = []
     if calibration.kind == "temperature" and calibration.a < 0.05:
         warnings.append(f"calibration slope {calibration.a:.3g}: the model barely ranks held-out clicks above "
@@ -196,7 +198,8 @@ def fit_response_model_dim(seq: SequenceData, clicks: ClickLog, cfg: SimulatorCo
         "model": repr(model), "rows": int(n), "sampled_negatives": k, "sampled_negative_weight": w_s,
         "real_negatives": real_neg, "calibration_protocol": valid.protocol,
         "calibration_set": "valid split" if isinstance(calib_split, str) else f"half of a random {cfg.holdout_fraction:g} of train events",
-        "calibration_rows": int(len(valid.items)), "dim": dim, "valid_log_loss": round(best[0], 6),
+        "calibration_rows": int(len(valid.items)), "dim": dim, "base_click_rate": _base_rate_source(cfg, real_neg),
+        "valid_log_loss": round(best[0], 6),
         "best_epoch": best[1], "epochs_run": len(history_log),
         "history": history_log, "repeat_rows": n_repeat, "repeat_penalty_fitted": fit_repeat,
         "satiation_weight": round(float(model.satiation_weight.detach()), 5), "satiation_decay": round(float(model.decay.detach()), 5),
@@ -204,6 +207,15 @@ def fit_response_model_dim(seq: SequenceData, clicks: ClickLog, cfg: SimulatorCo
         "seconds": round(time.perf_counter() - t0, 2),
     }
     return FitResult(model=model, calibration=calibration, info=info)
+
+
+def _base_rate_source(cfg: SimulatorConfig, real_negatives: bool) -> dict:
+    """Where the simulator's base click rate comes from (see ``SimulatorConfig.base_click_rate``)."""
+    if real_negatives:
+        return {"value": None, "source": "learned from the log's impressions"}
+    if cfg.base_click_rate is None:
+        return {"value": round(1 / (1 + cfg.eval_negatives), 5), "source": f"the 1:{cfg.eval_negatives} calibration protocol (about)"}
+    return {"value": cfg.base_click_rate, "source": "set by SimulatorConfig.base_click_rate: a log without impressions cannot identify it"}
 
 
 def _r5(x: float) -> float | None:

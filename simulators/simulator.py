@@ -316,7 +316,7 @@ class UserSimulator:
                                   sd.get("features"), sd.get("similarity_basis"), margs["similarity_threshold"])
             model.load_state_dict(sd)
             cal = json.loads(ck["calibration"])
-            calibration = Calibration(kind=cal["kind"], a=cal["a"], b=cal["b"], x=cal["x"], y=cal["y"])
+            calibration = Calibration(kind=cal["kind"], a=cal["a"], b=cal["b"], x=cal["x"], y=cal["y"], shift=cal.get("shift", 0.0))
             outcomes = OutcomeModel(**{k: ck["outcomes"][k] for k in ("behaviour", "value", "log_item", "log_user")},
                                     experts=ck["outcome_experts"])
             exit_model = ExitModel(**json.loads(ck["exit"]))

@@ -178,3 +178,47 @@ def test_ope_run_flags_a_positives_only_log(capsys, tmp_path: Path, tiny_bundle:
     assert greedy["ips"]["ess"] < 100 and any("effective sample size" in f for f in greedy["ips"]["flags"])
     assert greedy["ips"]["max_weight"] == pytest.approx(n_items)
     assert "warning: constant reward" in text and "warning: greedy: effective sample size" in text
+
+
+def _popularity_only_log(path: Path, n_users: int = 400, per_user: int = 12, n_items: int = 300, seed: int = 0) -> Path:
+    """Every user draws items from one Zipf popularity, whatever they did before: nothing to learn beyond popularity."""
+    rng = np.random.default_rng(seed)
+    share = 1.0 / np.arange(1, n_items + 1) ** 1.1
+    items = rng.choice(n_items, size=(n_users, per_user), p=share / share.sum())
+    rows = [f"{u},{i},{1_600_000_000 + 60 * t}" for u in range(n_users) for t, i in enumerate(items[u])]
+    path.write_text("user,item,ts\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_prepare_refuses_a_simulator_no_better_than_popularity(capsys, tmp_path: Path) -> None:
+    log = _popularity_only_log(tmp_path / "log.csv")
+    out = tmp_path / "bundle"
+    args = ("prepare", str(log), "--columns", "user=user,item=item,time=ts", "--out", str(out), "--epochs", "1")
+    code, _, err = run(capsys, *args)
+    (error,) = [line for line in err.splitlines() if line.startswith("seqrec: error")]  # beside the progress lines
+    assert code == 2 and "popularity baseline" in error and "--allow-weak-simulator" in error
+    assert not out.exists()  # nothing half-built; the report is kept beside it
+    report = json.loads((tmp_path / "bundle.refused" / "fidelity.json").read_text())
+    assert report["weak_simulator"] and report["click_model"]["popularity_auc"] is not None
+    code, _, err = run(capsys, *args, "--allow-weak-simulator")
+    assert code == 0, err
+    meta = json.loads((out / "bundle.json").read_text())
+    assert meta["allow_weak_simulator"] is True and meta["weak_simulator"]
+    from seqrec.envs.bundle import Bundle
+
+    Bundle.load(out)
+    assert "weak simulator" in capsys.readouterr().err
+
+
+def test_weak_simulator_reasons_name_the_metric() -> None:
+    from seqrec.simulators.fidelity_checks import weak_simulator_problems
+
+    fine = {"click_model": {"headline": "test_sampled", "vs_popularity": {"all": {"model_auc": 0.9, "popularity_auc": 0.8}},
+                            "p_click": {"p05": 0.01, "p95": 0.6, "spread": 0.59}}}  # fmt: skip
+    assert weak_simulator_problems(fine) == []
+    below = json.loads(json.dumps(fine))
+    below["click_model"]["vs_popularity"]["all"]["model_auc"] = 0.378
+    flat = json.loads(json.dumps(fine))
+    flat["click_model"]["p_click"] = {"p05": 0.2, "p95": 0.2001, "spread": 0.0001}
+    assert "not above the popularity baseline's 0.800" in weak_simulator_problems(below)[0]
+    assert "P(click) is degenerate" in weak_simulator_problems(flat)[0]
