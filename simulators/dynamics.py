@@ -181,8 +181,11 @@ def session_steps(seq: SequenceData, positive: np.ndarray, gap_s: int, max_misse
     """Per-event session facts of a log, all shape (n_events,).
 
     ``misses``: consecutive non-click events in the session up to and including this one;
-    ``exit``: the event ends its session; ``censored``: the user's last event (whether the
-    user left or the log ended is unknown, so the exit fit skips it); ``session``: session id.
+    ``exit``: the event ends its session; ``censored``: a user's last event within ``gap_s`` of
+    the log's end (whether the user left or the log ended is unknown, so the exit fit skips
+    it). A user's last event earlier than that is an exit: the user left and never came back
+    within the log. On a log of anonymous sessions (one session per user) those are the only
+    exits there are. ``session``: session id.
     """
     sess, source = session_ids(seq, gap_s)
     n = seq.n_events
@@ -196,7 +199,8 @@ def session_steps(seq: SequenceData, positive: np.ndarray, gap_s: int, max_misse
     exit_ = np.ones(n, bool)
     exit_[:-1] = sess[1:] != sess[:-1]
     censored = np.zeros(n, bool)
-    censored[seq.user_ptr[1:] - 1] = True
+    last = seq.user_ptr[1:] - 1
+    censored[last] = seq.ts[last] > seq.ts.max(initial=0) - gap_s
     return {"misses": misses, "exit": exit_, "censored": censored, "session": sess, "source": source}
 
 

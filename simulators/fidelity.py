@@ -251,7 +251,8 @@ def fidelity_report(sim: UserSimulator, seq: SequenceData, out_dir: str | Path |
     for k in ("auc", "log_loss", "ece"):
         click[k] = click[head][k]
     simulated = _predict(sim, head_pairs)
-    click["vs_popularity"] = popularity_comparison(head_pairs, simulated, seq, clicks)
+    fit_rows, _, _ = calibration_rows(seq, cfg, clicks.has_real_negatives)
+    click["vs_popularity"] = popularity_comparison(head_pairs, simulated, seq, clicks, fit_rows)
     click["popularity_auc"] = click["vs_popularity"]["all"]["popularity_auc"]
     click["p_click"] = probability_spread(simulated)
     random_items = simulated[test_sampled.labels == 0] if head == "test_sampled" else _predict(sim, test_sampled)[test_sampled.labels == 0]

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from seqrec.data.sequences import SPLIT_NAMES, SequenceData
+from seqrec.data.sequences import SequenceData
 from seqrec.simulators.calibration import HeldOut
 from seqrec.simulators.examples import ClickLog
 from seqrec.simulators.simulator import UserSimulator
@@ -57,15 +57,18 @@ def _auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
     return round(float(roc_auc_score(labels, scores)), 5) if 0 < labels.sum() < len(labels) else None
 
 
-def popularity_comparison(pairs: HeldOut, predicted: np.ndarray, seq: SequenceData, clicks: ClickLog) -> dict[str, dict[str, Any]]:
+def popularity_comparison(pairs: HeldOut, predicted: np.ndarray, seq: SequenceData, clicks: ClickLog,
+                          fit_rows: np.ndarray) -> dict[str, dict[str, Any]]:  # fmt: skip
     """Model vs popularity AUC on ``pairs``: ``{"all": …, "<behaviour>": …}``.
 
-    Each entry: ``model_auc``, ``popularity_auc`` (score = the item's clicks in the train
-    split) and ``positives``. Per behaviour, that behaviour's positives against all the
-    negatives of the same pairs.
+    Each entry: ``model_auc``, ``popularity_auc`` (score = the item's clicks among
+    ``fit_rows``, the events the model was fitted on: never the held-out pairs' own) and
+    ``positives``. Per behaviour, that behaviour's positives against all the negatives of
+    the same pairs.
     """
-    train = (seq.split == SPLIT_NAMES["train"]) & clicks.positive
-    popularity = np.bincount(seq.items[train], minlength=seq.n_items).astype(np.float64)[pairs.items]
+    fit_rows = np.asarray(fit_rows, np.int64)
+    clicked = fit_rows[clicks.positive[fit_rows]]
+    popularity = np.bincount(seq.items[clicked], minlength=seq.n_items).astype(np.float64)[pairs.items]
     popularity += 1e-6 * np.random.default_rng(0).random(len(popularity))  # break the many ties of unseen items evenly
     labels = pairs.labels.astype(np.float64)
     out = {"all": {"model_auc": _auc(predicted, labels), "popularity_auc": _auc(popularity, labels), "positives": int(labels.sum())}}

@@ -64,6 +64,9 @@ class ResponseModel(nn.Module):
         similarity_features (Tensor, optional): side features that define item similarity
             for satiation, shape ``(M, F_s)``; None: cosine of the learned ``q``.
         similarity_threshold (float): cosine from which two items count as similar.
+        item_has_id, user_has_id (Tensor, optional): ``(M,)`` / ``(N,)`` 0/1 — whether an
+            item / user gets its own id embedding (``SimulatorConfig.min_id_events``); the
+            others rest on side features, popularity and history alone. None: all do.
 
     Shapes:
         - **input:** users ``(B,)``, history ``(B, L)`` (-1 = pad), items ``(B, K)``,
@@ -73,7 +76,7 @@ class ResponseModel(nn.Module):
 
     def __init__(self, n_users: int, n_items: int, dim: int, max_history: int,
                  item_features: Tensor | None = None, similarity_features: Tensor | None = None,
-                 similarity_threshold: float = 0.5):
+                 similarity_threshold: float = 0.5, item_has_id: Tensor | None = None, user_has_id: Tensor | None = None):
         super().__init__()
         self.n_users, self.n_items, self.dim, self.max_history = n_users, n_items, dim, max_history
         self.similarity_threshold = float(similarity_threshold)
@@ -82,6 +85,8 @@ class ResponseModel(nn.Module):
         n_feat = 0 if item_features is None else int(item_features.shape[1])
         self.feature_map = nn.Linear(n_feat, 4 * dim + 1, bias=False) if n_feat else None
         self.register_buffer("features", None if item_features is None else item_features.float())
+        self.register_buffer("item_has_id", None if item_has_id is None else item_has_id.float())
+        self.register_buffer("user_has_id", None if user_has_id is None else user_has_id.float())
         if similarity_features is not None:
             sf = similarity_features.float()
             self.register_buffer("similarity_basis", sf / sf.norm(dim=1, keepdim=True).clamp_min(1e-12))
@@ -160,6 +165,8 @@ class ResponseModel(nn.Module):
     def item_vectors(self, ids: Tensor) -> Tensor:
         """``[q | x | r | s | b]`` of items, shape ``ids.shape + (4d + 1,)``."""
         out = self.item(ids)
+        if self.item_has_id is not None:
+            out = out * self.item_has_id[ids].unsqueeze(-1)
         if self.feature_map is not None:
             out = out + self.feature_map(self.features[ids])
         return out
@@ -188,20 +195,31 @@ class ResponseModel(nn.Module):
         return torch.where(history >= 0, self.decay ** age, torch.zeros((), device=history.device))
 
     def forward(self, users: Tensor, history: Tensor, items: Tensor, satiation: Tensor | None = None,
-                tables: "ItemTables | None" = None) -> Tensor:
-        """Raw logits ``(B, K)`` (see the class docstring for shapes); ``tables`` = a cached :meth:`item_table`."""
+                tables: "ItemTables | None" = None, feature_delta: Tensor | None = None) -> Tensor:
+        """Raw logits ``(B, K)`` (see the class docstring for shapes); ``tables`` = a cached :meth:`item_table`.
+
+        ``feature_delta`` ``(B, K, F)``: a per-row change of the candidates' inputs (training
+        only: each row's own item popularity with that row left out).
+        """
         t = tables if tables is not None else self.item_table()
         valid = history >= 0
         h = history.clamp_min(0)
-        q = t.q[items]  # (B, K, D)
+        q, s, b = t.q[items], t.s[items], t.b[items]  # (B, K, D), (B, K, D), (B, K)
+        if feature_delta is not None and self.feature_map is not None:
+            d = self.dim
+            dv = self.feature_map(feature_delta)  # linear: the change of [q | x | r | s | b]
+            q = q + F.pad(dv[..., :d], (0, q.shape[-1] - d))
+            s = s + F.pad(dv[..., 3 * d:4 * d], (0, s.shape[-1] - d))
+            b = b + dv[..., 4 * d]
         # learned recency profile over the valid columns
         L = history.shape[1]
         logits = self.column_logits[-L:].expand_as(history).masked_fill(~valid, -1e9)
         alpha = torch.softmax(logits, dim=1) * valid.any(dim=1, keepdim=True)
         taste = torch.einsum("bl,bld->bd", alpha, t.x[h])  # history part, (B, D)
-        taste = taste + F.pad(self.user(users), (0, taste.shape[1] - self.dim))
+        user = self.user(users) if self.user_has_id is None else self.user(users) * self.user_has_id[users].unsqueeze(-1)
+        taste = taste + F.pad(user, (0, taste.shape[1] - self.dim))
         last = t.r[h[:, -1]] * valid[:, -1:].to(q.dtype)  # transition from the last click
-        z = self.global_bias + t.b[items] + torch.einsum("bd,bkd->bk", taste, q) + torch.einsum("bd,bkd->bk", last, t.s[items])
+        z = self.global_bias + b + torch.einsum("bd,bkd->bk", taste, q) + torch.einsum("bd,bkd->bk", last, s)
         if satiation is None:
             satiation = self.history_satiation(history)
         sim, same = self.similarity(h, valid, items, t.z)

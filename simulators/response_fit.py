@@ -50,18 +50,32 @@ def log_loss(p: np.ndarray, y: np.ndarray) -> float:
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
-def model_features(seq: SequenceData, rows: np.ndarray, positive: np.ndarray, side: Tensor | None) -> Tensor:
-    """Item inputs of the response model, shape ``(M, F + 1 or 2)``: the side features, plus
-    standardised ``log(1 + count)`` of the item's training events (exposures) and, for logs with
-    real negatives, of its training clicks -- item popularity, the strongest generic CTR feature."""
-    exposures = np.log1p(np.bincount(seq.items[rows], minlength=seq.n_items))
-    cols = [exposures]
+def model_features(seq: SequenceData, rows: np.ndarray, positive: np.ndarray, side: Tensor | None) -> tuple[Tensor, np.ndarray]:
+    """Item inputs of the response model and their leave-one-out change for each training row.
+
+    :return: ``features (M, F + 1 or 2)``: the side features, plus standardised
+        ``log(1 + count)`` of the item's training events (exposures) and, for logs with real
+        negatives, of its training clicks -- item popularity, the strongest generic CTR
+        feature; and ``loo (n_rows, F + 1 or 2)``: how each training row's own item's
+        inputs change when that row is left out of the counts (0 on the side features).
+        Without it, a rare item's count holds the label of the very row being fitted -- on a
+        50k-item log (2 events per item) the model learned the label from its own feature
+        and fell below the popularity baseline on held-out pairs.
+    """
+    items = seq.items[rows]
+    counts = [np.bincount(items, minlength=seq.n_items)]
+    own = [np.ones(len(rows))]  # every row counts once among its item's exposures
     if not positive[rows].all():
-        cols.append(np.log1p(np.bincount(seq.items[rows[positive[rows]]], minlength=seq.n_items)))
-    pop = np.stack(cols, axis=1)
-    pop = (pop - pop.mean(0)) / np.maximum(pop.std(0), 1e-6)
-    pop_t = torch.from_numpy(pop.astype(np.float32))
-    return pop_t if side is None else torch.cat([side, pop_t], dim=1)
+        counts.append(np.bincount(items[positive[rows]], minlength=seq.n_items))
+        own.append(positive[rows].astype(np.float64))
+    raw = np.log1p(np.stack(counts, axis=1).astype(np.float64))
+    mean, scale = raw.mean(0), np.maximum(raw.std(0), 1e-6)
+    c = np.stack(counts, axis=1)[items].astype(np.float64)
+    loo = (np.log1p(c - np.stack(own, axis=1)) - np.log1p(c)) / scale
+    pop_t = torch.from_numpy(((raw - mean) / scale).astype(np.float32))
+    n_side = 0 if side is None else side.shape[1]
+    loo = np.concatenate([np.zeros((len(rows), n_side)), loo], axis=1).astype(np.float32)
+    return (pop_t if side is None else torch.cat([side, pop_t], dim=1)), loo
 
 
 @dataclass
@@ -114,8 +128,11 @@ def fit_response_model_dim(seq: SequenceData, clicks: ClickLog, cfg: SimulatorCo
     real_neg = clicks.has_real_negatives
     rows, calib_split, _ = calibration_rows(seq, cfg, real_neg)
     side = None if seq.item_features is None else torch.from_numpy(np.asarray(seq.item_features, np.float32))
-    model = ResponseModel(seq.n_users, seq.n_items, dim, L, model_features(seq, rows, clicks.positive, side),
-                          side, cfg.similarity_threshold)
+    item_has_id = torch.from_numpy(np.bincount(seq.items[rows], minlength=seq.n_items) >= cfg.min_id_events)
+    user_has_id = torch.from_numpy(np.bincount(seq.users[rows], minlength=seq.n_users) >= cfg.min_id_events)
+    features, loo_np = model_features(seq, rows, clicks.positive, side)
+    model = ResponseModel(seq.n_users, seq.n_items, dim, L, features, side, cfg.similarity_threshold, item_has_id, user_has_id)
+    loo_t = torch.from_numpy(loo_np)
 
     hist_np, _ = clicks.histories(rows, L)
     users_np, items_np = seq.users[rows], seq.items[rows]
@@ -149,7 +166,9 @@ def fit_response_model_dim(seq: SequenceData, clicks: ClickLog, cfg: SimulatorCo
             idx = perm[start:start + cfg.batch_size]
             cand = torch.cat([items_t[idx, None], neg[idx]], dim=1)
             y = torch.cat([labels_t[idx, None], torch.zeros(len(idx), k)], dim=1)
-            z = model(users_t[idx], hist_t[idx], cand)  # one dense item table per step: cheaper than per-gather maps
+            delta = torch.zeros(len(idx), k + 1, loo_t.shape[1])
+            delta[:, 0] = loo_t[idx]  # the logged item's popularity without this very row
+            z = model(users_t[idx], hist_t[idx], cand, feature_delta=delta)  # one dense item table per step: cheaper than per-gather maps
             # the likelihood sums over every labelled pair of the row, so the priors weigh less
             # when each row carries sampled negatives too
             bce = (F.binary_cross_entropy_with_logits(z, y, reduction="none") * col_w).sum(1).mean()

@@ -313,7 +313,8 @@ class UserSimulator:
             margs = json.loads(ck["model_args"])
             sd = ck["model"]
             model = ResponseModel(margs["n_users"], margs["n_items"], margs["dim"], margs["max_history"],
-                                  sd.get("features"), sd.get("similarity_basis"), margs["similarity_threshold"])
+                                  sd.get("features"), sd.get("similarity_basis"), margs["similarity_threshold"],
+                                  sd.get("item_has_id"), sd.get("user_has_id"))
             model.load_state_dict(sd)
             cal = json.loads(ck["calibration"])
             calibration = Calibration(kind=cal["kind"], a=cal["a"], b=cal["b"], x=cal["x"], y=cal["y"], shift=cal.get("shift", 0.0))
