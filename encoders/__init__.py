@@ -8,7 +8,8 @@ module             holds
 ``cnn``            Caser-style horizontal + vertical convolutions
 ``gnn``            SR-GNN-style gated graph layer and attention readout
 ``model``          :class:`SequenceEncoder` (fusion, scoring, save / load)
-``metrics``        full-ranking HR / NDCG / MRR
+``metrics``        HR / NDCG / MRR, full ranking or against sampled negatives
+``sampled``        sampled softmax: shared negatives with the log-Q correction
 ``train``          :func:`pretrain` (next-item prediction) and :func:`evaluate`
 ``extractor``      SB3 ``BaseFeaturesExtractor`` for raw-id observations
 ``cli``            ``seqrec pretrain`` and ``seqrec encoder evaluate``

@@ -130,6 +130,23 @@ class PretrainConfig:
     """``cnn+gnn`` parallel only: weight of an auxiliary next-item cross-entropy on each
     branch's own state (CNN and GNN, through the shared output layer), added to the loss
     of the mixed state, so that each branch stays a good predictor on its own. 0 = off."""
+    sampled_softmax_above: int = 5_000
+    """Catalogues with more items than this train on a sampled softmax (``n_sampled`` negatives
+    per step shared by the batch, log-Q corrected; :mod:`seqrec.encoders.sampled`); up to it,
+    on the exact full softmax. Default ``cnn+gnn`` step on one thread
+    (``benchmarks/encoder_scale.py``): the sampled one is no faster up to ~2,000 items,
+    ~1.3× faster at 5,000, ~2× at 10,000, ~11× at 50,000; so ML-100K (1,682 items) and the
+    synthetic default (500) stay exact, where the approximation would buy nothing."""
+    n_sampled: int = 2048
+    """Sampled softmax: negatives drawn per step (with replacement, shared by every example)."""
+    sampling_alpha: float = 0.75
+    """Sampled softmax: negatives are drawn with probability ∝ (train count + 1) ** alpha
+    (0 = uniform; word2vec's 0.75 by default)."""
+    full_ranking_max_items: int = 100_000
+    """Validation and test rank the target among every item up to this catalogue size; above,
+    among ``eval_negatives`` uniformly sampled items (``protocol`` in the metrics says which)."""
+    eval_negatives: int = 1000
+    """Sampled evaluation (catalogues above ``full_ranking_max_items``): negatives per target."""
     patience: int = 5
     """Stop after this many epochs without a better validation NDCG@10."""
     seed: int = 0
@@ -162,6 +179,10 @@ class PretrainConfig:
             raise SeqrecError(f"branch_loss must be >= 0, not {self.branch_loss}")
         if self.precision not in PRECISIONS:
             raise SeqrecError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        if self.n_sampled < 1 or self.eval_negatives < 1 or self.full_ranking_max_items < 1 or self.sampled_softmax_above < 0:
+            raise SeqrecError("n_sampled, eval_negatives and full_ranking_max_items must be >= 1 and sampled_softmax_above >= 0")
+        if self.sampling_alpha < 0:
+            raise SeqrecError(f"sampling_alpha must be >= 0 (0 = uniform negatives), not {self.sampling_alpha}")
         if self.patience < 1 or self.threads < 1:
             raise SeqrecError("patience and threads must be >= 1")
 

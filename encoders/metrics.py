@@ -1,8 +1,19 @@
-r"""Full-ranking metrics: every catalogue item is a candidate, nothing is sampled or masked.
+r"""Ranking metrics of next-item prediction, under one of two protocols.
 
-For a target item with score :math:`s_y` among scores :math:`s_1..s_n`, its rank is
+``full`` (:func:`target_ranks`): every catalogue item is a candidate, nothing is sampled or
+masked. For a target item with score :math:`s_y` among scores :math:`s_1..s_n`, its rank is
 :math:`r = 1 + |\{j : s_j > s_y\}|` (ties resolved in the target's favour; with float
-scores they practically never occur). Then, averaged over targets:
+scores they practically never occur).
+
+``sampled-N-uniform`` (:func:`sampled_target_ranks`, used by
+:func:`~seqrec.encoders.train.evaluate` above ``PretrainConfig.full_ranking_max_items``): the
+target competes with :math:`N` items drawn uniformly with replacement for that target (a
+draw equal to the target is left out), :math:`r = 1 + |\{k : j_k \ne y,\ s_{j_k} > s_y\}|`,
+so :math:`r \le N + 1`. Sampled metrics are higher than full-ranking ones and do not rank
+models the same way in general (Krichene & Rendle 2020, "On Sampled Metrics for Item
+Recommendation"); compare numbers only under the same protocol.
+
+Then, averaged over targets:
 
 .. math::
     \mathrm{HR@K} = [r \le K], \quad \mathrm{NDCG@K} = \frac{[r \le K]}{\log_2(r + 1)},
@@ -30,6 +41,17 @@ def target_ranks(scores: Tensor, targets: Tensor) -> Tensor:
     """
     target_scores = scores.gather(1, targets.long().unsqueeze(1))
     return (scores > target_scores).sum(dim=1) + 1
+
+
+def sampled_target_ranks(target_scores: Tensor, negative_scores: Tensor, excluded: Tensor) -> Tensor:
+    """1-based rank of each target among its sampled negatives.
+
+    :param target_scores: shape (B,).
+    :param negative_scores: scores of each target's negatives, shape (B, N).
+    :param excluded: ``True`` where a negative is not counted (it is the target itself), shape (B, N).
+    :return: ranks in ``1 .. N + 1``, shape (B,) int64.
+    """
+    return ((negative_scores > target_scores.unsqueeze(1)) & ~excluded).sum(dim=1) + 1
 
 
 def per_target_metric(ranks: Tensor | np.ndarray, name: str) -> Tensor:

@@ -17,7 +17,8 @@ encoder        fusion      state
 =============  ==========  ==============================================================
 
 Item embeddings are shared by input and output (tied): ``scores(state)`` are the logits
-``state @ item_embeddings().T + bias`` over the whole catalogue. Dropout (``dropout``) acts
+``state @ item_embeddings().T + bias`` over the whole catalogue (``item_vectors(ids)`` gives
+some rows of that table, for a sampled softmax). Dropout (``dropout``) acts
 on the input embeddings and on the state, during training only.
 """
 
@@ -112,9 +113,21 @@ class SequenceEncoder(nn.Module):
         """Output item embeddings used for scoring, shape (n_items, dim)."""
         return self._item_table()[1:]
 
-    def scores(self, state: Tensor) -> Tensor:
-        """Next-item logits over the full catalogue: (B, dim) -> (B, n_items)."""
-        return state @ self.item_embeddings().T + self.item_bias
+    def item_vectors(self, items: Tensor) -> Tensor:
+        """Output embeddings of some items, the rows ``items`` of :meth:`item_embeddings`
+        without building the whole table: ids of any shape (…) -> (…, dim)."""
+        vectors = F.embedding(items + 1, self.item_embedding.weight)  # a row copy each, not an element-wise gather
+        if self.config.n_item_features:
+            vectors = vectors + self.feature_projection(F.embedding(items, self.item_features))
+        return vectors
+
+    def scores(self, state: Tensor, table: Tensor | None = None) -> Tensor:
+        """Next-item logits over the full catalogue: (B, dim) -> (B, n_items).
+
+        :param table: :meth:`item_embeddings`, when a caller scoring many batches without
+            gradients built it once (it is rebuilt per call otherwise).
+        """
+        return state @ (self.item_embeddings() if table is None else table).T + self.item_bias
 
     def set_item_features(self, features: Tensor) -> None:
         """Copy item side features, shape (n_items, n_item_features), into the model."""
@@ -182,8 +195,13 @@ class SequenceEncoder(nn.Module):
         """Input embeddings with input dropout: (B, T) ids (PAD = -1) -> (B, T, d), zeros at PAD.
 
         PAD looks up the table's zero row 0 (and behaviour code 0), so no mask multiply is needed.
+        Without side features the table is the embedding weight itself (its row 0 is zero and,
+        as ``padding_idx``, gets no gradient), so no (n_items + 1, d) copy is made per lookup.
         """
-        emb = F.embedding(items + 1, self._item_table())
+        if self.config.n_item_features:
+            emb = F.embedding(items + 1, self._item_table())
+        else:
+            emb = F.embedding(items + 1, self.item_embedding.weight, padding_idx=0)
         if codes is not None:
             emb = emb + self.behaviour_embedding(torch.where(items != PAD, codes + 1, 0))
         return self.input_dropout(emb)

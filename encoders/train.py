@@ -1,17 +1,21 @@
-"""Next-item pretraining and full-ranking evaluation of the sequence encoder.
+"""Next-item pretraining and ranking evaluation of the sequence encoder.
 
 Training examples are *every* train target with its history (the prefix augmentation of
 RecBole's sequential protocol): the target event at flat position ``p`` (split ``train``,
 not a user's first event) is predicted from the ``max_len`` events before it. The loss is
-the cross-entropy of the target over the full catalogue (softmax over all items, no
-sampled negatives); AdamW fits it (optionally with a linear learning-rate decay), the
-output bias starting at the centred log-popularity of the items; validation NDCG@10
-(targets of split ``valid``, with their whole past as history) decides early stopping, and
-the best epoch's weights (or their exponential moving average, ``ema_decay``) are kept and
-scored on the ``test`` targets. The training step may run under bfloat16 autocast
-(``PretrainConfig.precision``); validation and test always score in float32. Timings are
-recorded both as wall-clock and as process CPU time (the latter is what to compare on a
-machine shared with other jobs).
+the cross-entropy of the target over the full catalogue (softmax over all items) up to
+``PretrainConfig.sampled_softmax_above`` items, and above it a sampled softmax against
+``n_sampled`` shared, log-Q-corrected negatives per step (:mod:`seqrec.encoders.sampled`;
+``metrics.json`` records which as ``loss``); AdamW fits it (optionally with a linear
+learning-rate decay), the output bias starting at the centred log-popularity of the items;
+validation NDCG@10 (targets of split ``valid``, with their whole past as history) decides
+early stopping, and the best epoch's weights (or their exponential moving average,
+``ema_decay``) are kept and scored on the ``test`` targets. Validation and test rank the
+target among the whole catalogue up to ``full_ranking_max_items`` items, among sampled
+negatives above (every metrics dict names its ``protocol``). The training step may run
+under bfloat16 autocast (``PretrainConfig.precision``); validation and test always score
+in float32. Timings are recorded both as wall-clock and as process CPU time (the latter is
+what to compare on a machine shared with other jobs).
 
 Reads top to bottom: seeding → data → model → loop → checkpoint and ``metrics.json``.
 """
@@ -26,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from seqrec.infra.atomic import write_json_atomic
@@ -33,8 +38,9 @@ from seqrec.infra.errors import SeqrecError
 from seqrec.data.sequences import SequenceData
 from seqrec.infra.threads import torch_threads
 from seqrec.encoders.config import EncoderConfig, PretrainConfig
-from seqrec.encoders.metrics import METRIC_NAMES, ranking_metrics, target_ranks
+from seqrec.encoders.metrics import METRIC_NAMES, ranking_metrics, sampled_target_ranks, target_ranks
 from seqrec.encoders.model import SequenceEncoder
+from seqrec.encoders.sampled import NegativeSampler, sampled_softmax_loss
 
 CHECKPOINT_NAME = "encoder.pt"
 METRICS_NAME = "metrics.json"
@@ -47,27 +53,82 @@ def split_examples(seq: SequenceData, split: str, max_len: int) -> tuple[torch.T
     return torch.from_numpy(items), torch.from_numpy(behaviours.astype(np.int64)), torch.from_numpy(seq.items[positions])
 
 
-@torch.no_grad()
-def evaluate(encoder: SequenceEncoder, seq: SequenceData, split: str = "test", batch_size: int = 1024) -> dict[str, float]:
-    """Full-catalogue ranking metrics of ``encoder`` on the targets of ``split``.
+SCORE_BLOCK = 1 << 22
+"""Most scores (or gathered embedding entries) evaluation holds at once, 16 MiB of float32:
+rows scored per step shrink below ``batch_size`` as the catalogue grows."""
 
-    Every item is a candidate (nothing excluded but padding). Returns ``hr@10``,
-    ``ndcg@10``, ``mrr@10``, ``hr@20``, ``ndcg@20`` and ``n`` (number of targets).
+
+@torch.no_grad()
+def evaluate(
+    encoder: SequenceEncoder, seq: SequenceData, split: str = "test", batch_size: int = 1024,
+    full_ranking_max_items: int = PretrainConfig.full_ranking_max_items, n_negatives: int = PretrainConfig.eval_negatives,
+    seed: int = 0,
+) -> dict[str, float | int | str]:  # fmt: skip
+    """Ranking metrics of ``encoder`` on the targets of ``split``.
+
+    Up to ``full_ranking_max_items`` items, every item is a candidate (nothing excluded but
+    padding; ``protocol`` ``"full"``). Above, each target is ranked among ``n_negatives``
+    items drawn uniformly for it (``"sampled-<N>-uniform"``; see :mod:`seqrec.encoders.metrics`),
+    from a generator seeded with ``seed``, so every model is scored against the same draws.
+    Returns ``hr@10``, ``ndcg@10``, ``mrr@10``, ``hr@20``, ``ndcg@20``, ``n`` (number of
+    targets) and ``protocol``.
     """
     if encoder.config.n_items != seq.n_items:
         raise SeqrecError(f"encoder scores {encoder.config.n_items} items but the data has {seq.n_items}")
     items, behaviours, targets = split_examples(seq, split, encoder.config.max_len)
+    sampled = seq.n_items > full_ranking_max_items
+    per_row = n_negatives * encoder.config.dim if sampled else seq.n_items
+    rows = max(1, min(batch_size, SCORE_BLOCK // per_row))
+    generator = torch.Generator().manual_seed(seed)
     was_training = encoder.training
     encoder.eval()
+    table = None if sampled else encoder.item_embeddings()  # built once, not per block
     ranks = []
-    for start in range(0, len(targets), batch_size):
-        sl = slice(start, start + batch_size)
+    for start in range(0, len(targets), rows):
+        sl = slice(start, start + rows)
         state = encoder(items[sl], behaviours[sl])
-        ranks.append(target_ranks(encoder.scores(state), targets[sl]))
+        if not sampled:
+            ranks.append(target_ranks(encoder.scores(state, table), targets[sl]))
+            continue
+        negatives = torch.randint(seq.n_items, (len(state), n_negatives), generator=generator)  # the same stream for any rows
+        target_scores = (state * encoder.item_vectors(targets[sl])).sum(-1) + encoder.item_bias[targets[sl]]
+        negative_scores = torch.bmm(encoder.item_vectors(negatives), state.unsqueeze(-1)).squeeze(-1) + encoder.item_bias[negatives]
+        ranks.append(sampled_target_ranks(target_scores, negative_scores, negatives == targets[sl].unsqueeze(1)))
     encoder.train(was_training)
-    out = ranking_metrics(torch.cat(ranks))
+    out: dict[str, float | int | str] = {**ranking_metrics(torch.cat(ranks))}
     out["n"] = int(len(targets))
+    out["protocol"] = f"sampled-{n_negatives}-uniform" if sampled else "full"
     return out
+
+
+def next_item_loss(
+    encoder: SequenceEncoder, items: Tensor, behaviours: Tensor, targets: Tensor, branch_loss: float = 0.0,
+    sampler: NegativeSampler | None = None, generator: torch.Generator | None = None,
+) -> Tensor:  # fmt: skip
+    """The pretraining loss of one batch: the next-item cross-entropy of the state, plus
+    ``branch_loss`` times that of each parallel branch's own state (through the state dropout).
+
+    With ``sampler`` None, the softmax is over the whole catalogue; else over the targets and
+    one draw of shared negatives from ``sampler`` (using ``generator``), log-Q corrected.
+
+    Shapes: ``items``, ``behaviours`` (B, L); ``targets`` (B,) -> a scalar.
+    """
+    state, branches = encoder.forward_branches(items, behaviours)
+    states = [state, *(encoder.state_dropout(branch) for branch in branches)] if branch_loss > 0 else [state]
+    if sampler is None:
+        losses = [F.cross_entropy(encoder.scores(s), targets) for s in states]
+    else:
+        negatives, negative_log_q = sampler.draw(generator)
+        ids = torch.cat([targets, negatives])  # one gather (and one scatter in backward) for both
+        vectors, bias, b = encoder.item_vectors(ids), encoder.item_bias[ids], len(targets)
+        losses = sampled_softmax_loss(
+            states, vectors[:b], bias[:b], vectors[b:], bias[b:], sampler.log_expected_count(targets), negative_log_q,
+            negatives.unsqueeze(0) == targets.unsqueeze(1),
+        )  # fmt: skip
+    loss = losses[0]
+    for branch in losses[1:]:
+        loss = loss + branch_loss * branch
+    return loss
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -89,6 +150,21 @@ def build_encoder(seq: SequenceData, config: EncoderConfig) -> SequenceEncoder:
             raise SeqrecError(f"config.n_item_features={config.n_item_features} but the data has {have} item features")
         encoder.set_item_features(torch.from_numpy(np.asarray(seq.item_features, np.float32)))
     return encoder
+
+
+def negative_sampler(seq: SequenceData, train: PretrainConfig) -> NegativeSampler | None:
+    """The sampled softmax's negatives (from the train popularity) when the catalogue has more
+    than ``train.sampled_softmax_above`` items; None (the full softmax) otherwise."""
+    if seq.n_items <= train.sampled_softmax_above:
+        return None
+    return NegativeSampler(seq.item_popularity(("train",)), train.n_sampled, train.sampling_alpha)
+
+
+def build_optimizer(encoder: SequenceEncoder, train: PretrainConfig, sampled: bool) -> torch.optim.AdamW:
+    """AdamW of pretraining; fused (one pass over each parameter per step) with the sampled
+    softmax, where updating the (n_items, dim) item table is most of a step's cost on a large
+    catalogue. The full softmax keeps the for-loop AdamW, so its results stay bit for bit."""
+    return torch.optim.AdamW(encoder.parameters(), lr=train.lr, weight_decay=train.weight_decay, fused=True if sampled else None)
 
 
 def pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, out_dir: Path) -> dict:
@@ -121,7 +197,10 @@ def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, o
     with torch.no_grad():  # start the output bias at the log-popularity prior (centred)
         log_pop = torch.log1p(torch.from_numpy(seq.item_popularity(("train",))).float())
         encoder.item_bias.copy_(log_pop - log_pop.mean())
-    optimizer = torch.optim.AdamW(encoder.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    # LOSS: the exact full softmax on small catalogues, shared log-Q-corrected negatives above
+    sampler = negative_sampler(seq, train)
+    loss_name = f"sampled-softmax-{train.n_sampled}" if sampler is not None else "full-softmax"
+    optimizer = build_optimizer(encoder, train, sampled=sampler is not None)
     total_steps = train.epochs * n_batches
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - 0.9 * min(step / total_steps, 1.0)) if train.lr_decay else None
     # the model that is validated, tested and saved: the EMA of the weights, or the weights
@@ -133,7 +212,7 @@ def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, o
     # LOOP
     dtype = train.training_dtype  # autocast of the training step only; evaluation is float32
     history: list[dict] = []
-    initial = evaluate(scored, seq, "valid", train.eval_batch_size)
+    initial = _evaluate(scored, seq, "valid", train)
     best = {"epoch": 0, "valid": initial, "state": _copy_state(scored), "elapsed": 0.0, "cpu": 0.0}
     bad_epochs, train_seconds = 0, 0.0
     start, cpu_start = time.perf_counter(), time.process_time()
@@ -145,11 +224,7 @@ def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, o
         for b in range(n_batches):
             idx = order[b * train.batch_size : (b + 1) * train.batch_size]
             with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
-                state, branches = encoder.forward_branches(items[idx], behaviours[idx])
-                loss = F.cross_entropy(encoder.scores(state), targets[idx])
-                if train.branch_loss > 0:  # each parallel branch also predicts the target alone
-                    for branch in branches:
-                        loss = loss + train.branch_loss * F.cross_entropy(encoder.scores(encoder.state_dropout(branch)), targets[idx])
+                loss = next_item_loss(encoder, items[idx], behaviours[idx], targets[idx], train.branch_loss, sampler, generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -160,7 +235,7 @@ def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, o
             total += loss.detach().item() * len(idx)
             progress.update(1)
         train_seconds += time.perf_counter() - t0
-        valid = evaluate(scored, seq, "valid", train.eval_batch_size)
+        valid = _evaluate(scored, seq, "valid", train)
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
         row = {"epoch": epoch, "loss": total / len(targets), "valid": valid, "epoch_seconds": time.perf_counter() - t0, "elapsed_s": elapsed, "cpu_s": cpu}
         history.append(row)
@@ -182,7 +257,7 @@ def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, o
     # RESULTS
     encoder.load_state_dict(best["state"])
     encoder.eval()
-    test = evaluate(encoder, seq, "test", train.eval_batch_size)
+    test = _evaluate(encoder, seq, "test", train)
     dataset_key = seq.meta.get("key")
     checkpoint = encoder.save(out_dir / CHECKPOINT_NAME, dataset_key=dataset_key)
     n_epochs = len(history)
@@ -199,6 +274,7 @@ def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, o
         "time_to_best_s": round(best["elapsed"], 3),
         "time_to_best_cpu_s": round(best["cpu"], 3),
         "total_seconds": round(time.perf_counter() - start, 3),
+        "loss": loss_name,
         "threads": train.threads,
         "training_dtype": str(dtype).removeprefix("torch."),
         "n_train_examples": int(len(targets)),
@@ -215,6 +291,10 @@ def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, o
         writer.close()
     write_json_atomic(out_dir / METRICS_NAME, metrics)
     return metrics
+
+
+def _evaluate(encoder: SequenceEncoder, seq: SequenceData, split: str, train: PretrainConfig) -> dict:
+    return evaluate(encoder, seq, split, train.eval_batch_size, train.full_ranking_max_items, train.eval_negatives)
 
 
 def _copy_state(model: torch.nn.Module) -> dict:
