@@ -219,7 +219,7 @@ def _write_report(out: Path, bundle: Path, table: dict, cfg: TrainConfig, second
         "novelty = mean self-information of recommended items under train popularity.", "",
         "![comparison](comparison.png)", "", "![learning curves](learning_curves.png)", "",
         "## The bundle", "",
-        "Encoder test metrics (full ranking): " + ", ".join(f"{k} {v:.4f}" for k, v in enc.items() if isinstance(v, float)), "",
+        f"Encoder test metrics ({enc.get('protocol', 'full')} ranking): " + ", ".join(f"{k} {v:.4f}" for k, v in enc.items() if isinstance(v, float)), "",
         "Simulator fidelity: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in fid.items()), "",
     ]  # fmt: skip
     from seqrec.infra.atomic import atomic_write
