@@ -178,7 +178,9 @@ class LinUCBPolicy(Policy):
         # zᵀA⁻¹z with z = [x ⊙ v, v] is vᵀ C_x v, C_x = XPX + XQ + QᵀX + R (X = diag(x)): O(B·n·h²)
         P, Q, R = A_inv[:h, :h], A_inv[:h, h:], A_inv[h:, h:]
         C = x[:, :, None] * P * x[:, None, :] + x[:, :, None] * Q + Q.T[None] * x[:, None, :] + R  # (B, h, h)
-        bonus = torch.sqrt(torch.einsum("bnh,nh->bn", v @ C, v).clamp(min=0))  # (B, n)
+        block = max(1, (1 << 24) // max(x.shape[0] * h, 1))  # (B, block, h) temporaries of at most 2^24 floats
+        quad = torch.cat([torch.einsum("bnh,nh->bn", v[k:k + block] @ C, v[k:k + block]) for k in range(0, len(v), block)], dim=1)
+        bonus = torch.sqrt(quad.clamp(min=0))  # (B, n)
         actions = _choose(mean + self.alpha * bonus, sessions)
         shown = sessions.recommended_items(actions).reshape(sessions.n, -1)[:, 0]
         self._acted = self._z(sessions, shown)[:, 0, :]  # (B, d): the state acted on, before the step changes it

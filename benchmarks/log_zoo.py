@@ -13,7 +13,7 @@ time and peak RSS are its own):
 6. ``seqrec ope run RUN``.
 
 Each row's results go to ``OUT/NAME/row.json`` (a finished row is skipped on a re-run:
-``--force`` redoes it); ``OUT/zoo.json`` and ``OUT/zoo.md`` hold the table. Real logs are
+``--force`` redoes it, ``--reuse-bundles`` keeps its bundle); ``OUT/zoo.json`` and ``OUT/zoo.md`` hold the table. Real logs are
 read from ``../shared/data`` and skipped, saying so, when absent.
 """
 
@@ -77,7 +77,11 @@ def run_row(name: str, out: Path, args: argparse.Namespace) -> dict:
         stats = json.loads(info.stdout)
         row.update(events=stats["n_interactions"], users=stats["n_users"], items=stats["n_items"], behaviours=stats["behaviours"])
     bundle = folder / "bundle"
-    row["prepare"] = timed([*SEQREC, "prepare", str(log), *reader, "--out", str(bundle)], folder / "prepare.log")
+    previous = json.loads((folder / "row.json").read_text()) if (folder / "row.json").exists() else {}
+    if args.reuse_bundles and (bundle / "bundle.json").exists() and "prepare" in previous:
+        row["prepare"] = previous["prepare"]  # the bundle (and its recorded build) from the earlier run
+    else:
+        row["prepare"] = timed([*SEQREC, "prepare", str(log), *reader, "--out", str(bundle)], folder / "prepare.log")
     report_dir = bundle if row["prepare"]["rc"] == 0 else folder / "bundle.refused"
     if (report_dir / "fidelity.json").exists():
         fid = json.loads((report_dir / "fidelity.json").read_text())
@@ -143,6 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--timesteps", type=int, default=20_000)
     p.add_argument("--episodes", type=int, default=500)
     p.add_argument("--force", action="store_true", help="redo rows that already have a row.json")
+    p.add_argument("--reuse-bundles", action="store_true", help="with --force: keep a row's built bundle, redo the steps after it")
     args = p.parse_args(argv)
     rows = []
     for name in args.rows.split(","):

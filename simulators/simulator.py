@@ -181,8 +181,12 @@ class UserSimulator:
             raise SeqrecError(f"items has batch {items.shape[0]} but the state has {state.batch_size} users")
         single = items.dim() == 1
         it = items[:, None] if single else items
+        # the model's (B, L, K) similarity terms: score K in blocks that keep them near 2^24 floats,
+        # so scoring a whole large catalogue for a batch of users stays within memory
+        block = max(1, (1 << 24) // max(it.shape[0] * max(state.history.shape[1], 1), 1))
         with torch.no_grad():
-            z = self.model(state.users, state.history, it, satiation=state.satiation, tables=self._tables)
+            z = torch.cat([self.model(state.users, state.history, it[:, k:k + block], satiation=state.satiation, tables=self._tables)
+                           for k in range(0, it.shape[1], block)], dim=1)  # fmt: skip
             p = self.calibration.probability(z)
         return p[:, 0] if single else p
 
