@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from seqrec.infra.configs import from_dict as config_from_dict
 from seqrec.infra.errors import SeqrecError
 
 __all__ = ["DEFAULT_BEHAVIOURS", "SynthConfig"]
@@ -235,12 +236,4 @@ class SynthConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SynthConfig:
         """Rebuild a config from :meth:`to_dict`; unknown keys raise :class:`SeqrecError`."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise SeqrecError(f"SynthConfig: unknown field(s) {', '.join(unknown)}")
-        d = dict(d)
-        for name in ("followup_weights", "behaviour_names"):
-            if name in d:
-                d[name] = tuple(d[name])
-        return cls(**d)
+        return config_from_dict(cls, d, tuple_fields=("followup_weights", "behaviour_names"))

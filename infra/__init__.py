@@ -7,6 +7,7 @@ module         holds
 ``atomic``     ``atomic_write`` / ``write_json_atomic``: temp file, then rename
 ``threads``    ``torch_threads``: a fixed torch CPU thread count for a block
 ``progress``   progress bars that become one line every few seconds in a log
+``configs``    config dataclasses from plain dicts (one-line error on an unknown key)
 =============  ================================================================
 
 Imports nothing from the other seqrec packages, so every layer may import it.

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from seqrec.infra.configs import from_dict as config_from_dict
 from seqrec.infra.errors import SeqrecError
 
 Calibration = Literal["temperature", "isotonic"]
@@ -177,12 +178,4 @@ class SimulatorConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SimulatorConfig":
         """Rebuild from :meth:`to_dict`; unknown keys raise :class:`SeqrecError`."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise SeqrecError(f"SimulatorConfig: unknown field(s) {', '.join(unknown)}")
-        d = dict(d)
-        for key in ("negative_behaviours", "dim_search"):
-            if key in d:
-                d[key] = tuple(d[key])
-        return cls(**d)
+        return config_from_dict(cls, d, tuple_fields=("negative_behaviours", "dim_search"))
