@@ -234,14 +234,17 @@ def fidelity_report(sim: UserSimulator, seq: SequenceData, out_dir: str | Path |
     click: dict[str, Any] = {}
     rng = np.random.default_rng(seed + 7)
     protocol_sim = protocol_view(sim)  # calibration metrics against what the protocol identifies
+    fit_rows, _, evaluation = calibration_rows(seq, cfg, clicks.has_real_negatives)
     test_sampled = held_out_pairs(clicks, "test", cfg, rng, sampler, protocol="sampled")
-    click["test_sampled"] = click_metrics(_predict(protocol_sim, test_sampled), test_sampled.labels)
+    protocol_p = _predict(protocol_sim, test_sampled)
+    click["test_sampled"] = click_metrics(protocol_p, test_sampled.labels)
     click["test_sampled"]["negatives_per_positive"] = cfg.eval_negatives
-    head_pairs = test_sampled
+    sampled_p = protocol_p if protocol_sim is sim else _predict(sim, test_sampled)  # the simulator's own P(click)
+    head_pairs, simulated = test_sampled, sampled_p
     if clicks.has_real_negatives:
-        _, _, evaluation = calibration_rows(seq, cfg)
         head_pairs = held_out_pairs(clicks, evaluation, cfg, rng, sampler, protocol="impressions")
-        click["heldout_impressions"] = click_metrics(_predict(sim, head_pairs), head_pairs.labels)
+        simulated = _predict(sim, head_pairs)
+        click["heldout_impressions"] = click_metrics(simulated, head_pairs.labels)
         test_imp = held_out_pairs(clicks, "test", cfg, rng, sampler, protocol="impressions")
         click["test_impressions"] = click_metrics(_predict(sim, test_imp), test_imp.labels)
         head = "heldout_impressions"
@@ -250,12 +253,10 @@ def fidelity_report(sim: UserSimulator, seq: SequenceData, out_dir: str | Path |
     click["headline"] = head
     for k in ("auc", "log_loss", "ece"):
         click[k] = click[head][k]
-    simulated = _predict(sim, head_pairs)
-    fit_rows, _, _ = calibration_rows(seq, cfg, clicks.has_real_negatives)
     click["vs_popularity"] = popularity_comparison(head_pairs, simulated, seq, clicks, fit_rows)
     click["popularity_auc"] = click["vs_popularity"]["all"]["popularity_auc"]
     click["p_click"] = probability_spread(simulated)
-    random_items = simulated[test_sampled.labels == 0] if head == "test_sampled" else _predict(sim, test_sampled)[test_sampled.labels == 0]
+    random_items = sampled_p[test_sampled.labels == 0]
     click["base_click_rate"] = {**sim.info.get("response", {}).get("base_click_rate", {}),
                                 "simulated_mean_random_item": _r(float(np.mean(random_items))) if len(random_items) else None}  # fmt: skip
     report["click_model"] = click
