@@ -64,14 +64,6 @@ class Policy(ABC):
         """
 
 
-def _consumed(sessions: BatchedSessions) -> torch.Tensor:
-    """(B, n_items) bool: items in each user's history."""
-    hist = sessions.state.history.clone()
-    hist[hist < 0] = sessions.n_items
-    mask = torch.zeros(sessions.n, sessions.n_items + 1, dtype=torch.bool)
-    return mask.scatter_(1, hist, True)[:, : sessions.n_items]
-
-
 def _choose(scores: torch.Tensor, sessions: BatchedSessions, exclude_consumed: bool = True) -> np.ndarray:
     """The best of ``scores`` ``(B, n_items)`` as an action of the env's mode.
 
@@ -80,7 +72,7 @@ def _choose(scores: torch.Tensor, sessions: BatchedSessions, exclude_consumed: b
     ``continuous``: the top item's unit embedding (the query that retrieves it).
     """
     if exclude_consumed:
-        scores = scores.masked_fill(_consumed(sessions), float("-inf"))
+        scores = scores.masked_fill(sessions.consumed(), float("-inf"))
     mode = sessions.config.action_mode
     if mode == "candidates":
         return torch.gather(scores, 1, sessions.candidates).argmax(dim=1).numpy()
@@ -205,6 +197,11 @@ class SB3Policy(Policy):
             kwargs["action_masks"] = sessions.action_masks()
         actions, _ = self.model.predict(obs, deterministic=True, **kwargs)
         return actions
+
+
+def baseline_names(spec: str) -> list[str]:
+    """The baselines a ``--baselines`` value names: ``all``, ``none`` or a comma-separated list."""
+    return list(BASELINES) if spec == "all" else [] if spec == "none" else [b.strip() for b in spec.split(",") if b.strip()]
 
 
 def make_baseline(name: str, seed: int = 0) -> Policy:

@@ -87,16 +87,20 @@ class InnerProductIndex:
         if not 1 <= k <= self.items.shape[0]:
             raise ValueError(f"cannot retrieve {k} distinct items from a catalogue of {self.items.shape[0]}")
         if self.exact:
-            return torch.topk(queries @ self.items.T, k, dim=1).indices
+            return self._exact(queries, k)
         probe = torch.topk(queries @ self.centroids.T, self.n_probe, dim=1).indices  # (B, P)
         scores = torch.einsum("bd,bpcd->bpc", queries, self.blocks[probe]).flatten(1)  # (B, P * cap)
         cand = self.lists[probe].flatten(1)
         scores = scores.masked_fill(cand < 0, float("-inf"))
         if cand.shape[1] < k:  # the probed lists cannot hold k items: every query goes exact
-            return torch.topk(queries @ self.items.T, k, dim=1).indices
+            return self._exact(queries, k)
         best, top = torch.topk(scores, k, dim=1)
         found = torch.gather(cand, 1, top)
         short = torch.isinf(best[:, -1])  # a padding slot made the top k: too few items in the probed lists
         if short.any():
-            found[short] = torch.topk(queries[short] @ self.items.T, k, dim=1).indices
+            found[short] = self._exact(queries[short], k)
         return found
+
+    def _exact(self, queries: Tensor, k: int) -> Tensor:
+        """Top-``k`` by scoring every item: ``(B, k)``."""
+        return torch.topk(queries @ self.items.T, k, dim=1).indices

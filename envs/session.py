@@ -223,22 +223,22 @@ class BatchedSessions:
         }
         return StepOutput(reward.numpy().astype(np.float64), terminated, truncated, info)
 
+    def consumed(self) -> torch.Tensor:
+        """(B, n_items) bool: the items in each slot's (simulated) history."""
+        hist = self.state.history.clone()
+        hist[hist < 0] = self.n_items
+        mask = torch.zeros(self.n, self.n_items + 1, dtype=torch.bool)
+        return mask.scatter_(1, hist, True)[:, : self.n_items]
+
     def action_masks(self) -> np.ndarray:
         """Valid actions per slot: (B, n_items), (B, K) or (B, slate_size * n_items)."""
         mode = self.config.action_mode
         if mode == "continuous":
             raise SeqrecError("action masks are not defined for the continuous action mode")
-        consumed = torch.zeros(self.n, self.n_items + 1, dtype=torch.bool)
-        if self.config.mask_consumed:
-            hist = self.state.history.clone()
-            hist[hist < 0] = self.n_items
-            consumed.scatter_(1, hist, True)
-        free = ~consumed[:, : self.n_items]
-        free[~free.any(dim=1)] = True  # never mask everything
+        free = ~self.consumed() if self.config.mask_consumed else torch.ones(self.n, self.n_items, dtype=torch.bool)
         if mode == "candidates":
             free = torch.gather(free, 1, self.candidates)
-            free[~free.any(dim=1)] = True  # every candidate consumed: any of them may be shown again
-            return free.numpy()
-        if mode == "slate":
-            return free.repeat(1, self.config.slate_size).numpy()
+        elif mode == "slate":
+            free = free.repeat(1, self.config.slate_size)
+        free[~free.any(dim=1)] = True  # never mask everything: a slot with no fresh choice may repeat one
         return free.numpy()
