@@ -15,6 +15,8 @@ the table:
   observed reward range, which no policy's true value can be.
 
 >>> import numpy as np
+
+from seqrec.ope.estimators import importance_weights
 >>> d = weight_diagnostics(np.array([0, 1, 0, 1]), np.full(4, 0.5), np.array([[1.0, 0.0]] * 4)[:, :, None])
 >>> d["ess"], d["max_weight"]
 (2.0, 2.0)
@@ -27,6 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from seqrec.ope.estimators import importance_weights
 
 __all__ = ["DiagnosticsConfig", "estimate_flags", "log_flags", "weight_diagnostics"]
 
@@ -51,7 +55,7 @@ def log_flags(reward: np.ndarray, propensity_source: str) -> list[str]:
 
 def weight_diagnostics(action: np.ndarray, pscore: np.ndarray, action_dist: np.ndarray, config: DiagnosticsConfig = DiagnosticsConfig()) -> dict:
     """ESS and max of the weights ``π_e(a_i|x_i) / π_0(a_i|x_i)`` (shapes as in :mod:`seqrec.ope.checks`), with their flags."""
-    w = action_dist[np.arange(len(action)), action, 0].astype(np.float64) / pscore
+    w = importance_weights(action, pscore, action_dist).astype(np.float64)
     total, squares = w.sum(), np.square(w).sum()
     ess = float(total**2 / squares) if squares > 0 else 0.0
     flags = []

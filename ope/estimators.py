@@ -70,10 +70,11 @@ __all__ = [
     "DoublyRobust",
     "SwitchDoublyRobust",
     "Replay",
+    "importance_weights",
 ]
 
 
-def _importance_weights(action: np.ndarray, pscore: np.ndarray, action_dist: np.ndarray) -> np.ndarray:
+def importance_weights(action: np.ndarray, pscore: np.ndarray, action_dist: np.ndarray) -> np.ndarray:
     """``w_i = pi_e(a_i | x_i) / pi_0(a_i | x_i)``, shape ``(n_rounds,)``."""
     return action_dist[np.arange(action.shape[0]), action, 0] / pscore
 
@@ -158,7 +159,7 @@ class InverseProbabilityWeighting(BaseOffPolicyEstimator):
         check_estimator_name(self.estimator_name)
 
     def _weights(self, action: np.ndarray, pscore: np.ndarray, action_dist: np.ndarray) -> np.ndarray:
-        w = _importance_weights(action, pscore, action_dist)
+        w = importance_weights(action, pscore, action_dist)
         return np.minimum(w, self.lambda_) if np.isfinite(self.lambda_) else w
 
     def _estimate_round_rewards(
@@ -256,7 +257,7 @@ class DoublyRobust(BaseOffPolicyEstimator):
         estimated_rewards_by_reg_model: np.ndarray,
         **_: np.ndarray,
     ) -> np.ndarray:
-        w = self._correction_weights(_importance_weights(action, pscore, action_dist))
+        w = self._correction_weights(importance_weights(action, pscore, action_dist))
         residual = reward - _logged_model_reward(action, estimated_rewards_by_reg_model)
         return _model_value(action_dist, estimated_rewards_by_reg_model) + w * residual
 
