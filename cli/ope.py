@@ -73,13 +73,13 @@ def ope_command(
     bundle: Optional[str] = typer.Option(None, "--bundle", help="Bundle whose test split is the log (default: the runs')."),
     data: Optional[Path] = typer.Option(None, "--data", help="A raw log instead of a bundle (a bundle is built and cached)."),
     logs: Optional[Path] = typer.Option(None, "--logs", help="Logged feedback Parquet file (see seqrec.ope.logged_feedback)."),
-    baselines: str = typer.Option("random,most-popular,greedy", "--baselines", help="Comma-separated baselines or 'none'."),
+    baselines: str = typer.Option("random,most-popular,greedy", "--baselines", help="Comma-separated baselines, 'all' or 'none'."),
     out: Path = typer.Option(Path("ope"), "--out", help="Folder for ope.json and ope.png."),
     seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
 ) -> None:
     """Estimate trained policies' and baselines' value on logged data (DM, IPS, SNIPS, DR, Switch-DR, replay)."""
     from seqrec.agents.offline import action_distributions, estimate_all, reward_model
-    from seqrec.agents.policies import SB3Policy, make_baseline
+    from seqrec.agents.policies import SB3Policy, baseline_names, make_baseline
     from seqrec.agents.train import load_agent, run_label
     from seqrec.infra.atomic import write_json_atomic
     from seqrec.ope.diagnostics import log_flags
@@ -91,7 +91,7 @@ def ope_command(
     fb, users, hist, beh = _feedback(loaded, logs)
     q_hat = reward_model(loaded, fb.n_rounds)
     policies = [(SB3Policy(m, name=run_label(r, c)), c.env_options()) for r, m, c in agents]
-    policies += [(make_baseline(b.strip(), seed), None) for b in baselines.split(",") if b.strip() and baselines != "none"]
+    policies += [(make_baseline(name, seed), None) for name in baseline_names(baselines)]
     results = {}
     for policy, env_options in policies:
         dist = action_distributions(policy, loaded, users, hist, beh, env_options)

@@ -46,6 +46,7 @@ def _fit_and_report(data: Path, out: Path, format: Optional[str], columns: Optio
     """Prepare DATA, fit the simulator into OUT and write its fidelity report; return (report, checkpoint)."""
     import torch
 
+    from seqrec.data.ground_truth import GroundTruth
     from seqrec.data.prepare import prepare_dataset
     from seqrec.infra.progress import progress
     from seqrec.simulators.fidelity import fidelity_report
@@ -53,7 +54,7 @@ def _fit_and_report(data: Path, out: Path, format: Optional[str], columns: Optio
 
     t0 = time.perf_counter()
     seq = prepare_dataset(data, format=format, columns=columns, sep=sep)
-    truth = _ground_truth(data)
+    truth = GroundTruth.of_log(data)
     with progress(total=config.epochs * len(config.dims), desc="fit response model", unit="epoch", leave=False) as bar:
         def on_epoch(epoch: int, metrics: dict) -> None:
             bar.update(1)  # early stopping may skip epochs: the bar can end short of its total
@@ -69,16 +70,6 @@ def _fit_and_report(data: Path, out: Path, format: Optional[str], columns: Optio
                    "fit_and_prepare_seconds": round(time.perf_counter() - t0, 1), "torch_threads": torch.get_num_threads()}  # fmt: skip
         report = fidelity_report(sim, seq, out, truth=truth, seed=config.seed, on_stage=on_stage, extra={"command": command})
     return report, out / CHECKPOINT_NAME
-
-
-def _ground_truth(data: Path) -> "GroundTruth | None":  # noqa: F821
-    """The synthetic dataset's ground truth when DATA is a synthetic folder (has truth.npz)."""
-    folder = data if data.is_dir() else data.parent
-    if not (folder / "truth.npz").is_file():
-        return None
-    from seqrec.data.ground_truth import GroundTruth
-
-    return GroundTruth.load(folder)
 
 
 def _print_summary(report: dict, checkpoint: Path) -> None:

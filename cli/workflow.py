@@ -107,12 +107,6 @@ def _env_label(env: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(env.items()))
 
 
-def _selected_baselines(spec: str) -> list[str]:
-    from seqrec.agents.policies import BASELINES
-
-    return list(BASELINES) if spec == "all" else [] if spec == "none" else [b.strip() for b in spec.split(",") if b.strip()]
-
-
 def run_evaluation(runs: list[Path], baselines: str, bundle: str | None, config: EvalConfig, out: Path) -> list[dict]:
     """Evaluate ``runs`` and ``baselines``, one table per env the runs were trained in.
 
@@ -120,14 +114,14 @@ def run_evaluation(runs: list[Path], baselines: str, bundle: str | None, config:
     learning_curves.png into ``out``; returns the tables.
     """
     from seqrec.agents.evaluation import evaluate_policy
-    from seqrec.agents.policies import SB3Policy, make_baseline
+    from seqrec.agents.policies import SB3Policy, baseline_names, make_baseline
     from seqrec.agents.report import bar_chart, learning_curves
     from seqrec.agents.train import load_agent, run_label
     from seqrec.envs.bundle import load_bundle
     from seqrec.infra.atomic import write_json_atomic
     from seqrec.infra.errors import SeqrecError
 
-    names = _selected_baselines(baselines)
+    names = baseline_names(baselines)
     agents = [(run, *load_agent(run)) for run in runs]
     bundles = {cfg.bundle for _, _, cfg in agents}
     if bundle is None and len(bundles) > 1:

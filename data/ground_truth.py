@@ -362,6 +362,14 @@ class GroundTruth:
                 zf.writestr(info, buf.getvalue())
 
     @classmethod
+    def of_log(cls, data: str | Path) -> GroundTruth | None:
+        """The truth behind the log at ``data`` (a folder, or a file in it) when it is a synthetic
+        dataset folder (holds ``truth.npz``); None for any other log."""
+        data = Path(data)
+        folder = data if data.is_dir() else data.parent
+        return cls.load(folder) if (folder / "truth.npz").is_file() else None
+
+    @classmethod
     def load(cls, directory: str | Path) -> GroundTruth:
         """Restore the ground truth from a folder written by :func:`~seqrec.data.synthetic.write_synthetic`.
 

@@ -30,6 +30,7 @@ from filelock import FileLock
 
 from seqrec.infra.errors import CheckpointError, SeqrecError
 from seqrec.data.prepare import cache_root, prepare_dataset
+from seqrec.data.ground_truth import GroundTruth
 from seqrec.data.preprocess import PrepConfig
 from seqrec.infra.threads import torch_threads
 from seqrec.data.sequences import SequenceData
@@ -127,7 +128,7 @@ def _build_bundle(data: str | Path, out: Path, config: BuildConfig, progress: bo
         enc_metrics = pretrain(seq, enc_cfg, replace(config.pretrain, progress=progress), tmp)
         os.replace(tmp / "metrics.json", tmp / "encoder_metrics.json")
         simulator = fit_simulator(seq, config.simulator, tmp)
-        fidelity = fidelity_report(simulator, seq, tmp, truth=_truth_for(Path(data)))
+        fidelity = fidelity_report(simulator, seq, tmp, truth=GroundTruth.of_log(data))
         weak = fidelity["weak_simulator"]
         if weak and not config.allow_weak_simulator:
             raise WeakSimulatorError(f"{data}: the fitted simulator cannot tell policies apart: {weak[0]}"
@@ -176,15 +177,6 @@ def _mkdir(p: Path) -> Path:
 def _feature_defaults(seq: SequenceData) -> dict:
     """Use behaviour types and item side features when the data has them."""
     return {"n_behaviours": len(seq.behaviour_names) if len(seq.behaviour_names) > 1 else 0}
-
-
-def _truth_for(data: Path):
-    """The ground-truth user model when ``data`` is a synthetic dataset folder."""
-    if data.is_dir() and (data / "synth.json").exists():
-        from seqrec.data.ground_truth import GroundTruth
-
-        return GroundTruth.load(data)
-    return None
 
 
 def _headline(fidelity: dict) -> dict:
