@@ -42,6 +42,10 @@ def prepare_command(
                                                     help="Logs without impressions: P(click) of a random never-touched item (not identifiable from such a log)."),
     allow_weak_simulator: bool = typer.Option(default_of(BuildConfig, "allow_weak_simulator"), "--allow-weak-simulator",
                                               help="Build even when the simulator is no better than popularity (recorded in bundle.json; every load warns)."),
+    time_budget: Optional[float] = typer.Option(default_of(BuildConfig, "time_budget_s"), "--time-budget",
+                                                help="Seconds the whole build may take; a large log's epochs are subsampled to fit (recorded in bundle.json). 0: no budget."),
+    threads: int = typer.Option(default_of(PretrainConfig, "threads"), "--threads",
+                                help="torch CPU threads (1 suits a shared machine; raise it on idle cores)."),
 ) -> None:
     """Build a bundle: prepared data, pretrained encoder, fitted simulator, fidelity report.
 
@@ -51,9 +55,9 @@ def prepare_command(
     from seqrec.envs.bundle import build_bundle
 
     cfg = BuildConfig(format=format, columns=columns, sep=sep, prep=PrepConfig(min_value=min_value), encoder={"encoder": encoder},
-                      pretrain=PretrainConfig(epochs=epochs, seed=seed, precision=precision),  # type: ignore[arg-type]
+                      pretrain=PretrainConfig(epochs=epochs, seed=seed, precision=precision, threads=threads),  # type: ignore[arg-type]
                       simulator=SimulatorConfig(seed=seed, base_click_rate=base_click_rate), seed=seed,
-                      allow_weak_simulator=allow_weak_simulator)  # fmt: skip
+                      allow_weak_simulator=allow_weak_simulator, time_budget_s=time_budget or None)  # fmt: skip
     t0 = time.perf_counter()
     path = build_bundle(data, out, cfg)
     console.print(f"bundle written to [bold]{path}[/] in {time.perf_counter() - t0:.0f} s")

@@ -162,7 +162,14 @@ class PretrainConfig:
     eval_batch_size: int = 1024
     """Histories scored per step in validation / test."""
     max_seconds: float | None = None
-    """Optional wall-clock budget; training stops after the epoch that crosses it."""
+    """Optional wall-clock budget of the training loop (validation included). The step time
+    measured over the first ``PROBE_STEPS`` steps sets how many examples an epoch may draw so
+    that ``BUDGET_EPOCHS`` epochs fit (a fresh random subset each epoch: a large log is
+    subsampled, never given up on); training also stops after the epoch that crosses it.
+    ``metrics.json`` records the examples per epoch used."""
+    examples_per_epoch: int | None = None
+    """At most this many training examples per epoch, a fresh random subset each epoch
+    (None: every train target)."""
     progress: bool = True
     """Show a tqdm progress bar."""
     tensorboard: bool = True
@@ -185,6 +192,10 @@ class PretrainConfig:
             raise SeqrecError(f"sampling_alpha must be >= 0 (0 = uniform negatives), not {self.sampling_alpha}")
         if self.patience < 1 or self.threads < 1:
             raise SeqrecError("patience and threads must be >= 1")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise SeqrecError(f"max_seconds must be None or > 0, not {self.max_seconds}")
+        if self.examples_per_epoch is not None and self.examples_per_epoch < 1:
+            raise SeqrecError(f"examples_per_epoch must be None or >= 1, not {self.examples_per_epoch}")
 
     @property
     def training_dtype(self) -> "torch.dtype":  # noqa: F821

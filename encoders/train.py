@@ -34,6 +34,7 @@ from torch import Tensor
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from seqrec.infra.atomic import write_json_atomic
+from seqrec.infra.budget import PROBE_STEPS, EpochBudget
 from seqrec.infra.errors import SeqrecError
 from seqrec.data.sequences import SequenceData
 from seqrec.infra.threads import torch_threads
@@ -46,11 +47,16 @@ CHECKPOINT_NAME = "encoder.pt"
 METRICS_NAME = "metrics.json"
 
 
-def split_examples(seq: SequenceData, split: str, max_len: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Histories and targets of a split: ``(items (n, max_len), behaviours (n, max_len), targets (n,))``."""
-    positions = seq.positions(split)
+def examples_at(seq: SequenceData, positions: np.ndarray, max_len: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Histories and targets of the events at flat ``positions`` (n,):
+    ``(items (n, max_len), behaviours (n, max_len), targets (n,))``."""
     items, behaviours = seq.histories(positions, max_len)
     return torch.from_numpy(items), torch.from_numpy(behaviours.astype(np.int64)), torch.from_numpy(seq.items[positions])
+
+
+def split_examples(seq: SequenceData, split: str, max_len: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`examples_at` every target of ``split``."""
+    return examples_at(seq, seq.positions(split), max_len)
 
 
 SCORE_BLOCK = 1 << 22
@@ -186,11 +192,11 @@ def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, o
     # SEEDING
     generator = seed_everything(train.seed)
 
-    # DATA: every train target with its last max_len events
-    items, behaviours, targets = split_examples(seq, "train", config.max_len)
-    if len(targets) == 0:
+    # DATA: every train target; its last max_len events are gathered per batch (memory of a batch, not of the log)
+    positions = seq.positions("train")
+    if len(positions) == 0:
         raise SeqrecError("no train targets with history (every user needs >= 2 train events)")
-    n_batches = (len(targets) + train.batch_size - 1) // train.batch_size
+    budget = EpochBudget(len(positions), train.batch_size, train.max_seconds, train.examples_per_epoch)
 
     # MODEL
     encoder = build_encoder(seq, config)
@@ -201,30 +207,33 @@ def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, o
     sampler = negative_sampler(seq, train)
     loss_name = f"sampled-softmax-{train.n_sampled}" if sampler is not None else "full-softmax"
     optimizer = build_optimizer(encoder, train, sampled=sampler is not None)
-    total_steps = train.epochs * n_batches
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - 0.9 * min(step / total_steps, 1.0)) if train.lr_decay else None
+    # the decay spans the planned steps, re-planned when a time budget shortens the epochs
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - 0.9 * min(step / (train.epochs * budget.steps()), 1.0)) if train.lr_decay else None
     # the model that is validated, tested and saved: the EMA of the weights, or the weights
     average = AveragedModel(encoder, multi_avg_fn=get_ema_multi_avg_fn(train.ema_decay), use_buffers=True) if train.ema_decay is not None else None
     scored: SequenceEncoder = average.module if average is not None else encoder  # type: ignore[assignment]
     writer = _summary_writer(out_dir, config, train) if train.tensorboard else None
-    progress = _progress(train.epochs * n_batches, train.progress)
+    progress = _progress(train.epochs * budget.steps(), train.progress)
 
     # LOOP
     dtype = train.training_dtype  # autocast of the training step only; evaluation is float32
     history: list[dict] = []
+    t_valid = time.perf_counter()
     initial = _evaluate(scored, seq, "valid", train)
+    valid_seconds = time.perf_counter() - t_valid
     best = {"epoch": 0, "valid": initial, "state": _copy_state(scored), "elapsed": 0.0, "cpu": 0.0}
     bad_epochs, train_seconds = 0, 0.0
     start, cpu_start = time.perf_counter(), time.process_time()
     for epoch in range(1, train.epochs + 1):
         encoder.train()
         t0 = time.perf_counter()
-        order = torch.randperm(len(targets), generator=generator)
-        total = 0.0
-        for b in range(n_batches):
-            idx = order[b * train.batch_size : (b + 1) * train.batch_size]
+        order = torch.randperm(len(positions), generator=generator).numpy()
+        total, seen, b = 0.0, 0, 0
+        while b < budget.steps():
+            idx = order[b * train.batch_size : min((b + 1) * train.batch_size, budget.limit)]
+            items, behaviours, targets = examples_at(seq, positions[idx], config.max_len)
             with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
-                loss = next_item_loss(encoder, items[idx], behaviours[idx], targets[idx], train.branch_loss, sampler, generator)
+                loss = next_item_loss(encoder, items, behaviours, targets, train.branch_loss, sampler, generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -233,11 +242,16 @@ def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, o
             if average is not None:
                 average.update_parameters(encoder)
             total += loss.detach().item() * len(idx)
+            seen += len(idx)
+            b += 1
             progress.update(1)
+            if not budget.probed and b == PROBE_STEPS:
+                budget.probe(time.perf_counter() - t0, b, valid_seconds)
+                progress.total = progress.n + (train.epochs - epoch + 1) * budget.steps() - b
         train_seconds += time.perf_counter() - t0
         valid = _evaluate(scored, seq, "valid", train)
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-        row = {"epoch": epoch, "loss": total / len(targets), "valid": valid, "epoch_seconds": time.perf_counter() - t0, "elapsed_s": elapsed, "cpu_s": cpu}
+        row = {"epoch": epoch, "loss": total / seen, "examples": seen, "valid": valid, "epoch_seconds": time.perf_counter() - t0, "elapsed_s": elapsed, "cpu_s": cpu}
         history.append(row)
         progress.set_postfix(epoch=epoch, loss=f"{row['loss']:.3f}", ndcg10=f"{valid['ndcg@10']:.4f}", best=best["epoch"])
         if writer is not None:
@@ -250,7 +264,7 @@ def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, o
             bad_epochs = 0
         else:
             bad_epochs += 1
-        if bad_epochs >= train.patience or (train.max_seconds is not None and elapsed >= train.max_seconds):
+        if bad_epochs >= train.patience or budget.exhausted():
             break
     progress.close()
 
@@ -277,7 +291,8 @@ def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, o
         "loss": loss_name,
         "threads": train.threads,
         "training_dtype": str(dtype).removeprefix("torch."),
-        "n_train_examples": int(len(targets)),
+        "n_train_examples": int(len(positions)),
+        "budget": budget.to_dict(),
         "n_parameters": int(sum(p.numel() for p in encoder.parameters())),
         "dataset_key": dataset_key,
         "checkpoint": str(checkpoint),

@@ -102,6 +102,13 @@ class BuildConfig:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
     seed: int = 0
+    time_budget_s: float | None = 2700.0
+    """Wall-clock budget of the whole build (45 minutes; None: none). What is left after data
+    preparation goes ``PRETRAIN_SHARE`` to encoder pretraining, then ``SIMULATOR_SHARE`` of the
+    rest to the simulator fit, whose epochs are subsampled to fit (:mod:`seqrec.infra.budget`);
+    a log the size of ML-100K never reaches it. ``bundle.json`` records the stage times and
+    whether any stage subsampled. A budget set in ``pretrain.max_seconds`` or
+    ``simulator.max_seconds`` wins for that stage."""
     allow_weak_simulator: bool = False
     """Build the bundle even when its simulator cannot tell policies apart (click AUC not above
     popularity's, or a constant P(click)); the reasons go into ``bundle.json`` and every load warns."""
@@ -117,18 +124,51 @@ def build_bundle(data: str | Path, out: str | Path, config: BuildConfig = BuildC
         return _build_bundle(data, Path(out), config, progress)
 
 
+PRETRAIN_SHARE = 0.5
+"""Share of the build's time budget (after data preparation) that encoder pretraining may use."""
+SIMULATOR_SHARE = 0.7
+"""Share of what is left after pretraining that the simulator fit may use (the rest: the report)."""
+
+
+class _Stages:
+    """Wall-clock seconds of each build stage, and what is left of the budget."""
+
+    def __init__(self, budget: float | None, progress: bool):
+        self.budget, self.progress, self.t0, self.seconds = budget, progress, time.perf_counter(), {}
+        self._last = self.t0
+
+    def done(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self._last, 1)
+        self._last = now
+        if self.progress:
+            print(f"prepare: {name} done in {self.seconds[name]:.0f} s", file=sys.stderr, flush=True)
+
+    def share(self, fraction: float, own: float | None) -> float | None:
+        """A stage's budget: its own setting, else ``fraction`` of what is left (at least 1 s)."""
+        if own is not None or self.budget is None:
+            return own
+        return max(1.0, fraction * (self.budget - (time.perf_counter() - self.t0)))
+
+
 def _build_bundle(data: str | Path, out: Path, config: BuildConfig, progress: bool) -> Path:
-    t0 = time.perf_counter()
+    stages = _Stages(config.time_budget_s, progress)
     seq = prepare_dataset(data, format=config.format, columns=config.columns, sep=config.sep, prep=config.prep)
+    stages.done("data preparation")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         seq.save(_mkdir(tmp / "dataset"))
         enc_cfg = EncoderConfig(**{"n_items": seq.n_items, **_feature_defaults(seq), **config.encoder})
-        enc_metrics = pretrain(seq, enc_cfg, replace(config.pretrain, progress=progress), tmp)
+        pre_cfg = replace(config.pretrain, progress=progress, max_seconds=stages.share(PRETRAIN_SHARE, config.pretrain.max_seconds))
+        enc_metrics = pretrain(seq, enc_cfg, pre_cfg, tmp)
         os.replace(tmp / "metrics.json", tmp / "encoder_metrics.json")
-        simulator = fit_simulator(seq, config.simulator, tmp)
+        stages.done("encoder pretraining")
+        sim_cfg = replace(config.simulator, max_seconds=stages.share(SIMULATOR_SHARE, config.simulator.max_seconds))
+        simulator = fit_simulator(seq, sim_cfg, tmp, on_epoch=_epoch_lines(progress))
+        stages.done("simulator fit")
         fidelity = fidelity_report(simulator, seq, tmp, truth=GroundTruth.of_log(data))
+        stages.done("fidelity report")
         weak = fidelity["weak_simulator"]
         if weak and not config.allow_weak_simulator:
             raise WeakSimulatorError(f"{data}: the fitted simulator cannot tell policies apart: {weak[0]}"
@@ -139,7 +179,10 @@ def _build_bundle(data: str | Path, out: Path, config: BuildConfig, progress: bo
             "n_items": seq.n_items, "behaviours": seq.behaviour_names, "encoder_config": enc_cfg.to_dict(),
             "pretrain": asdict(config.pretrain), "simulator": asdict(config.simulator), "prep": asdict(config.prep),
             "encoder_test_metrics": enc_metrics.get("test", enc_metrics), "fidelity": _headline(fidelity),
-            "build_seconds": round(time.perf_counter() - t0, 1), "weak_simulator": weak,
+            "build_seconds": round(time.perf_counter() - stages.t0, 1), "stage_seconds": stages.seconds,
+            "budget": {"time_budget_s": config.time_budget_s, "pretrain": enc_metrics.get("budget"),
+                       "simulator": simulator.info["response"].get("budget")},
+            "weak_simulator": weak,
             "allow_weak_simulator": config.allow_weak_simulator,
         }  # fmt: skip
         (tmp / "bundle.json").write_text(json.dumps(meta, indent=2, default=str))
@@ -153,6 +196,18 @@ def _build_bundle(data: str | Path, out: Path, config: BuildConfig, progress: bo
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _epoch_lines(progress: bool):
+    """One stderr line per simulator-fit epoch (None when quiet)."""
+    if not progress:
+        return None
+
+    def line(epoch: int, m: dict) -> None:
+        print(f"simulator fit: dim {m['dim']} epoch {epoch}: valid log-loss {m['valid_log_loss']:.4f}, AUC {m['valid_auc']}",
+              file=sys.stderr, flush=True)
+
+    return line
 
 
 def _refused(out: Path) -> Path:

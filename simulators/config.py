@@ -41,6 +41,13 @@ class SimulatorConfig:
     """Stop after this many epochs without a better validation log-loss."""
     batch_size: int = 512
     """Training rows (one target event each, with its sampled negatives) per step."""
+    max_seconds: float | None = None
+    """Optional wall-clock budget of the response-model fit, shared by the sizes of
+    ``dim_search``: each size's epochs draw a random subset of the rows sized so that
+    ``BUDGET_EPOCHS`` epochs fit in its share (:mod:`seqrec.infra.budget`); the fit info
+    records the rows per epoch used."""
+    examples_per_epoch: int | None = None
+    """At most this many training rows per epoch, a fresh random subset each epoch (None: all)."""
     lr: float = 1e-2
     """Adam learning rate (cosine-annealed to 0 over ``epochs``)."""
     prior_std_user: float = 0.3
@@ -140,6 +147,10 @@ class SimulatorConfig:
                 raise bad(name, "must be a finite number >= 0")
         if self.lr <= 0:
             raise bad("lr", "must be > 0")
+        if self.max_seconds is not None and not (isinstance(self.max_seconds, (int, float)) and self.max_seconds > 0):
+            raise bad("max_seconds", "must be None or > 0")
+        if self.examples_per_epoch is not None and (isinstance(self.examples_per_epoch, bool) or not isinstance(self.examples_per_epoch, int) or self.examples_per_epoch < 1):
+            raise bad("examples_per_epoch", "must be None or an integer >= 1")
         for name in ("prior_std_user", "prior_std_item", "prior_std_item_context", "prior_std_item_bias", "prior_std_features"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:

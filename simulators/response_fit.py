@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from seqrec.data.sequences import SequenceData
+from seqrec.infra.budget import PROBE_STEPS, EpochBudget
 from seqrec.simulators.calibration import Calibration, HeldOut, calibration_rows, held_out_pairs
 from seqrec.simulators.config import SimulatorConfig
 from seqrec.simulators.examples import ClickLog, UntouchedSampler
@@ -134,13 +135,11 @@ def fit_response_model_dim(seq: SequenceData, clicks: ClickLog, cfg: SimulatorCo
     model = ResponseModel(seq.n_users, seq.n_items, dim, L, features, side, cfg.similarity_threshold, item_has_id, user_has_id)
     loo_t = torch.from_numpy(loo_np)
 
-    hist_np, _ = clicks.histories(rows, L)
     users_np, items_np = seq.users[rows], seq.items[rows]
     labels_np = clicks.positive[rows].astype(np.float32)
     w_s = cfg.sampled_negative_weight if cfg.sampled_negative_weight is not None else (0.0 if real_neg else 1.0)
     k = cfg.n_negatives if w_s > 0 else 0
-    # repeats: rows whose target item is already in the clicked history
-    n_repeat = int((hist_np == items_np[:, None]).any(axis=1).sum())
+    n_repeat = count_repeats(clicks, rows, L)
     fit_repeat = n_repeat >= cfg.min_repeat_events
     if not fit_repeat:
         model.set_repeat_weight(cfg.default_repeat_penalty, trainable=False)
@@ -149,26 +148,33 @@ def fit_response_model_dim(seq: SequenceData, clicks: ClickLog, cfg: SimulatorCo
     all_sampler = UntouchedSampler(seq.users, seq.items, seq.n_items)
     valid = held_out_pairs(clicks, calib_split, cfg, np.random.default_rng([cfg.seed, 1]), all_sampler)
 
-    users_t, hist_t, items_t = torch.from_numpy(users_np), torch.from_numpy(hist_np), torch.from_numpy(items_np)
+    users_t, items_t = torch.from_numpy(users_np), torch.from_numpy(items_np)
     labels_t = torch.from_numpy(labels_np)
     n = len(rows)
-    steps_per_epoch = (n + cfg.batch_size - 1) // cfg.batch_size
+    max_seconds = None if cfg.max_seconds is None else cfg.max_seconds / len(cfg.dims)  # this size's share
+    budget = EpochBudget(n, cfg.batch_size, max_seconds, cfg.examples_per_epoch)
+    t_valid = time.perf_counter()
+    score_pairs(model, valid)  # timed once: the per-epoch overhead a budget plans for
+    valid_seconds = time.perf_counter() - t_valid
     col_w = torch.tensor([1.0] + [w_s] * k)
     priors = (cfg.prior_std_user, cfg.prior_std_item, cfg.prior_std_item_context, cfg.prior_std_item_bias,
               cfg.prior_std_features)
 
-    def run_epoch(opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler) -> float:
+    def run_epoch(opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.CosineAnnealingLR) -> float:
         model.train()
-        perm = torch.from_numpy(rng.permutation(n))
-        neg = torch.from_numpy(train_sampler.sample(users_np, k, rng)) if k else torch.zeros((n, 0), dtype=torch.long)
-        total = 0.0
-        for start in range(0, n, cfg.batch_size):
-            idx = perm[start:start + cfg.batch_size]
-            cand = torch.cat([items_t[idx, None], neg[idx]], dim=1)
+        t0 = time.perf_counter()
+        perm = rng.permutation(n)
+        total, seen, b = 0.0, 0, 0
+        while b < budget.steps():  # histories and negatives per batch: memory of a batch, not of the log
+            idx_np = perm[b * cfg.batch_size:min((b + 1) * cfg.batch_size, budget.limit)]
+            idx = torch.from_numpy(idx_np)
+            neg = torch.from_numpy(train_sampler.sample(users_np[idx_np], k, rng)) if k else torch.zeros((len(idx), 0), dtype=torch.long)
+            hist = torch.from_numpy(clicks.histories(rows[idx_np], L)[0])
+            cand = torch.cat([items_t[idx, None], neg], dim=1)
             y = torch.cat([labels_t[idx, None], torch.zeros(len(idx), k)], dim=1)
             delta = torch.zeros(len(idx), k + 1, loo_t.shape[1])
             delta[:, 0] = loo_t[idx]  # the logged item's popularity without this very row
-            z = model(users_t[idx], hist_t[idx], cand, feature_delta=delta)  # one dense item table per step: cheaper than per-gather maps
+            z = model(users_t[idx], hist, cand, feature_delta=delta)  # one dense item table per step: cheaper than per-gather maps
             # the likelihood sums over every labelled pair of the row, so the priors weigh less
             # when each row carries sampled negatives too
             bce = (F.binary_cross_entropy_with_logits(z, y, reduction="none") * col_w).sum(1).mean()
@@ -178,11 +184,16 @@ def fit_response_model_dim(seq: SequenceData, clicks: ClickLog, cfg: SimulatorCo
             opt.step()
             sched.step()
             total += float(bce.detach()) * len(idx)
-        return total / max(n, 1)
+            seen += len(idx)
+            b += 1
+            if not budget.probed and b == PROBE_STEPS:
+                budget.probe(time.perf_counter() - t0, b, valid_seconds)
+                sched.T_max = max(cfg.epochs * budget.steps(), 1)  # the cosine spans the planned steps
+        return total / max(seen, 1)
 
-    def optimiser(epochs: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    def optimiser(epochs: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.CosineAnnealingLR]:
         opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
-        return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs * steps_per_epoch, 1))
+        return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs * budget.steps(), 1))
 
     opt, sched = optimiser(cfg.epochs)
     history_log: list[dict] = []
@@ -201,6 +212,8 @@ def fit_response_model_dim(seq: SequenceData, clicks: ClickLog, cfg: SimulatorCo
             best = (v_loss, epoch + 1, copy.deepcopy(model.state_dict()))
         elif epoch + 1 - best[1] >= cfg.patience:
             break
+        if budget.exhausted():
+            break
     if best[2] is not None:
         model.load_state_dict(best[2])
     model.eval()
@@ -214,7 +227,7 @@ def fit_response_model_dim(seq: SequenceData, clicks: ClickLog, cfg: SimulatorCo
                         f"non-clicks, so P(click) is nearly constant (more data or epochs?)")
     info = {
         "warnings": warnings,
-        "model": repr(model), "rows": int(n), "sampled_negatives": k, "sampled_negative_weight": w_s,
+        "model": repr(model), "rows": int(n), "budget": budget.to_dict(), "sampled_negatives": k, "sampled_negative_weight": w_s,
         "real_negatives": real_neg, "calibration_protocol": valid.protocol,
         "calibration_set": "valid split" if isinstance(calib_split, str) else f"half of a random {cfg.holdout_fraction:g} of train events",
         "calibration_rows": int(len(valid.items)), "dim": dim, "base_click_rate": _base_rate_source(cfg, real_neg),
@@ -226,6 +239,14 @@ def fit_response_model_dim(seq: SequenceData, clicks: ClickLog, cfg: SimulatorCo
         "seconds": round(time.perf_counter() - t0, 2),
     }
     return FitResult(model=model, calibration=calibration, info=info)
+
+
+def count_repeats(clicks: ClickLog, rows: np.ndarray, max_len: int, chunk: int = 1 << 16) -> int:
+    """Rows whose target item is already among their last ``max_len`` clicks (in chunks: the
+    histories of every row at once would take ``8 * max_len`` bytes per event)."""
+    items = clicks.seq.items
+    return sum(int((clicks.histories(rows[s:s + chunk], max_len)[0] == items[rows[s:s + chunk], None]).any(axis=1).sum())
+               for s in range(0, len(rows), chunk))
 
 
 def _base_rate_source(cfg: SimulatorConfig, real_negatives: bool) -> dict:

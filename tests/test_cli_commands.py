@@ -38,11 +38,13 @@ def test_option_defaults_are_the_config_defaults() -> None:
     from seqrec.agents.offline import ValidateConfig
     from seqrec.data.preprocess import PrepConfig
     from seqrec.encoders.config import EncoderConfig, PretrainConfig
+    from seqrec.envs.bundle import BuildConfig
     from seqrec.simulators.config import SimulatorConfig
 
     pairs = [
         ("prepare", "epochs", PretrainConfig, "epochs"), ("prepare", "precision", PretrainConfig, "precision"),
         ("prepare", "encoder", EncoderConfig, "encoder"), ("prepare", "min_value", PrepConfig, "min_value"),
+        ("prepare", "time_budget", BuildConfig, "time_budget_s"), ("prepare", "threads", PretrainConfig, "threads"),
         ("pretrain", "epochs", PretrainConfig, "epochs"), ("pretrain", "dim", EncoderConfig, "dim"),
         ("pretrain", "max_len", EncoderConfig, "max_len"), ("pretrain", "lr", PretrainConfig, "lr"),
         ("pretrain", "patience", PretrainConfig, "patience"), ("pretrain", "dropout", EncoderConfig, "dropout"),
@@ -99,6 +101,9 @@ def test_prepare_builds_a_bundle(capsys, tmp_path: Path, tiny_log: Path) -> None
     meta = json.loads((out / "bundle.json").read_text())
     assert meta["pretrain"]["epochs"] == 1 and meta["encoder_config"]["encoder"] == "gnn"
     assert 100 < meta["n_users"] <= 150 and "auc" in json.dumps(meta["fidelity"])
+    assert set(meta["stage_seconds"]) == {"data preparation", "encoder pretraining", "simulator fit", "fidelity report"}
+    assert meta["budget"]["time_budget_s"] == 2700.0 and meta["budget"]["pretrain"]["subsampled"] is False
+    assert "simulator fit: dim" in err and "encoder pretraining done" in err
     for name in ("encoder.pt", "simulator.pt", "fidelity.json", "encoder_metrics.json"):
         assert (out / name).stat().st_size > 0, name
     code, _, err = run(capsys, "prepare", str(tmp_path / "missing"), "--out", str(tmp_path / "b2"))
