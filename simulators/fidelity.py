@@ -24,7 +24,11 @@
 * **ground truth** (when ``truth`` is given) -- Spearman correlation between the fitted
   and the true P(click) over random (history, item) pairs (histories: clicked-item
   prefixes at random logged events; items uniform over the catalogue) and between the
-  fitted and true exit probability over logged states; ``truth.png`` scatters them.
+  fitted and true exit probability over logged states; ``truth.png`` scatters them. On a log
+  without impressions also ``spearman_click_ceiling``: the Spearman that a *perfect* model
+  of that log would reach. Such a log identifies only which item comes next,
+  P(next click = i | h) = pi0(i | h) P(click | h, i) / Z(h), the logging policy's exposure
+  times the click probability (:func:`identified_ceiling`), not P(click | shown) itself.
 * **throughput** -- simulator steps per second for a batch of 64 users.
 """
 
@@ -348,6 +352,27 @@ def truth_pairs(clicks: ClickLog, n_pairs: int, max_len: int,
     return pos, seq.users[pos], hist, rng.integers(0, seq.n_items, n_pairs)
 
 
+def identified_ceiling(truth: Any, users: np.ndarray, raw_hist: np.ndarray, items: np.ndarray, seq: SequenceData,
+                       rng: np.random.Generator, n_rows: int = 2000, n_items: int = 256) -> float | None:
+    """Spearman(P(next click = i | h), true P(click | h, i)) over the first ``n_rows`` truth pairs.
+
+    A log of clicks alone (no impressions) holds each user's next click, whose probability is
+    pi0(i | h) P(click | h, i) / Z(h) with Z(h) = sum_j pi0(j | h) P(click | h, j) over the
+    whole catalogue (estimated from ``n_items`` uniform draws, the same for every row): what the logging policy showed
+    is part of what the log says. A model that learned that exactly would score this, so it
+    is the most a fitted simulator can reach on that log (raw ids: ``raw_hist`` (B, L)).
+    """
+    from scipy.stats import spearmanr
+
+    n = min(n_rows, len(items))
+    u = np.asarray(seq.user_ids)[users[:n]].astype(np.int64)
+    h, it = raw_hist[:n], np.asarray(seq.item_ids)[items[:n]].astype(np.int64)
+    p = truth.click_probability(u, h, it)
+    draws = np.broadcast_to(rng.integers(0, truth.n_items, n_items), (n, n_items))  # the same draws for every row
+    z = (truth.click_probability(u, h, draws) * truth.logging_propensity(h, draws)).mean(1)
+    return _r(spearmanr(truth.logging_propensity(h, it) * p / z, p)[0], 4)
+
+
 def ground_truth_check(sim: UserSimulator, seq: SequenceData, clicks: ClickLog, truth: Any, n_pairs: int,
                        seed: int) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
     """Spearman of fitted vs true P(click) and P(exit) (see the module docstring).
@@ -368,6 +393,7 @@ def ground_truth_check(sim: UserSimulator, seq: SequenceData, clicks: ClickLog, 
     fitted_l = _predict(sim, HeldOut(users, hist, logged, np.zeros(n_pairs), "truth"))
     true_l = truth.click_probability(np.asarray(seq.user_ids)[users].astype(np.int64), raw_hist,
                                      np.asarray(seq.item_ids)[logged].astype(np.int64))
+    ceiling = None if clicks.has_real_negatives else identified_ceiling(truth, users, raw_hist, items, seq, np.random.default_rng(seed + 13))
     facts = session_steps(seq, clicks.positive, sim.config.session_gap_s, sim.config.max_misses)
     m = facts["misses"][rng.integers(0, seq.n_events, n_pairs)]
     m = np.concatenate([m, rng.integers(0, 21, n_pairs)])  # and misses 0..20 uniformly
@@ -378,6 +404,7 @@ def ground_truth_check(sim: UserSimulator, seq: SequenceData, clicks: ClickLog, 
         "spearman_click": _r(spearmanr(fitted, true)[0], 4),
         "pearson_click": _r(pearsonr(fitted, true)[0], 4),
         "spearman_click_logged_items": _r(spearmanr(fitted_l, true_l)[0], 4),
+        "spearman_click_ceiling": ceiling,
         "mean_fitted_click": _r(fitted.mean()), "mean_true_click": _r(true.mean()),
         "mean_abs_error_click": _r(np.abs(fitted - true).mean()),
         "spearman_exit": _r(spearmanr(fe, te)[0], 4),

@@ -109,3 +109,30 @@ def test_synthetic_default_ground_truth(tmp_path: Path):
     # to what the 1,000-user default gave (0.87) or a broken fit
     assert gt["spearman_click"] >= 0.88
     assert gt["spearman_exit"] >= 0.99
+
+
+@pytest.mark.parametrize("shares, exact", [((0.0, 0.0, 1.0), True), ((0.8, 0.1, 0.1), False)])
+def test_identified_ceiling_is_one_only_when_the_log_shows_items_uniformly(tmp_path: Path, shares, exact: bool) -> None:
+    """One history for every pair: with uniform logging the next click ranks items exactly as
+    P(click) does (ceiling 1); a popularity-heavy logging policy mixes exposure into it."""
+    from seqrec.simulators.fidelity import identified_ceiling
+
+    cfg = SynthConfig(n_users=40, n_items=60, n_categories=4, seed=2, write_impressions=False,
+                      log_popularity=shares[0], log_same_category=shares[1], log_uniform=shares[2])
+    folder = write_synthetic(tmp_path / "data", cfg)
+    seq, truth = prepare_dataset(folder, cache_dir=tmp_path / "cache"), GroundTruth.of_log(folder)
+    n = 500
+    users = np.zeros(n, np.int64)
+    raw_hist = np.full((n, 5), -1, np.int64)
+    raw_hist[:, -2:] = np.asarray(seq.item_ids)[:2]
+    items = np.random.default_rng(0).integers(0, seq.n_items, n)
+    ceiling = identified_ceiling(truth, users, raw_hist, items, seq, np.random.default_rng(1), n_items=2048)
+    assert ceiling == pytest.approx(1.0, abs=1e-3) if exact else 0.0 < ceiling < 0.95
+
+
+def test_report_states_the_ceiling_on_a_log_without_impressions(tmp_path: Path) -> None:
+    folder = write_synthetic(tmp_path / "data", SynthConfig(n_users=120, n_items=50, n_categories=5, seed=4, write_impressions=False))
+    seq = prepare_dataset(folder, cache_dir=tmp_path / "cache")
+    sim = fit_simulator(seq, SimulatorConfig(epochs=2, dim=8, dim_search=(), max_history=20))
+    truth = fidelity_report(sim, seq, None, truth=GroundTruth.of_log(folder))["ground_truth"]
+    assert 0.3 < truth["spearman_click_ceiling"] < 1.0 and truth["spearman_click"] < truth["spearman_click_ceiling"] + 0.1
