@@ -159,6 +159,10 @@ class PretrainConfig:
     native bf16 instructions, slower on one without). ``fp32``: float32 throughout. ``auto``:
     bf16 where the CPU has native bf16 instructions, else fp32. Validation and test always
     run in float32, so rankings are never decided by bf16 rounding."""
+    valid_max_targets: int = 20_000
+    """Validation (early stopping, every epoch) scores at most this many targets, a fixed random
+    subset (seeded); the test split is always scored whole. A log of 600k users would
+    otherwise rank 600k histories against the catalogue every epoch."""
     eval_batch_size: int = 1024
     """Histories scored per step in validation / test."""
     max_seconds: float | None = None
@@ -190,8 +194,8 @@ class PretrainConfig:
             raise SeqrecError("n_sampled, eval_negatives and full_ranking_max_items must be >= 1 and sampled_softmax_above >= 0")
         if self.sampling_alpha < 0:
             raise SeqrecError(f"sampling_alpha must be >= 0 (0 = uniform negatives), not {self.sampling_alpha}")
-        if self.patience < 1 or self.threads < 1:
-            raise SeqrecError("patience and threads must be >= 1")
+        if self.patience < 1 or self.threads < 1 or self.valid_max_targets < 1:
+            raise SeqrecError("patience, threads and valid_max_targets must be >= 1")
         if self.max_seconds is not None and not self.max_seconds > 0:
             raise SeqrecError(f"max_seconds must be None or > 0, not {self.max_seconds}")
         if self.examples_per_epoch is not None and self.examples_per_epoch < 1:

@@ -68,9 +68,10 @@ rows scored per step shrink below ``batch_size`` as the catalogue grows."""
 def evaluate(
     encoder: SequenceEncoder, seq: SequenceData, split: str = "test", batch_size: int = 1024,
     full_ranking_max_items: int = PretrainConfig.full_ranking_max_items, n_negatives: int = PretrainConfig.eval_negatives,
-    seed: int = 0,
+    seed: int = 0, max_targets: int | None = None,
 ) -> dict[str, float | int | str]:  # fmt: skip
-    """Ranking metrics of ``encoder`` on the targets of ``split``.
+    """Ranking metrics of ``encoder`` on the targets of ``split`` (at most ``max_targets`` of
+    them, a fixed random subset drawn with ``seed``; None: all).
 
     Up to ``full_ranking_max_items`` items, every item is a candidate (nothing excluded but
     padding; ``protocol`` ``"full"``). Above, each target is ranked among ``n_negatives``
@@ -81,7 +82,10 @@ def evaluate(
     """
     if encoder.config.n_items != seq.n_items:
         raise SeqrecError(f"encoder scores {encoder.config.n_items} items but the data has {seq.n_items}")
-    items, behaviours, targets = split_examples(seq, split, encoder.config.max_len)
+    positions = seq.positions(split)
+    if max_targets is not None and len(positions) > max_targets:
+        positions = np.sort(np.random.default_rng(seed).choice(positions, max_targets, replace=False))
+    items, behaviours, targets = examples_at(seq, positions, encoder.config.max_len)
     sampled = seq.n_items > full_ranking_max_items
     per_row = n_negatives * encoder.config.dim if sampled else seq.n_items
     rows = max(1, min(batch_size, SCORE_BLOCK // per_row))
@@ -309,7 +313,8 @@ def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, o
 
 
 def _evaluate(encoder: SequenceEncoder, seq: SequenceData, split: str, train: PretrainConfig) -> dict:
-    return evaluate(encoder, seq, split, train.eval_batch_size, train.full_ranking_max_items, train.eval_negatives)
+    return evaluate(encoder, seq, split, train.eval_batch_size, train.full_ranking_max_items, train.eval_negatives,
+                    max_targets=train.valid_max_targets if split == "valid" else None)
 
 
 def _copy_state(model: torch.nn.Module) -> dict:

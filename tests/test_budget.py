@@ -74,3 +74,15 @@ def test_bad_budgets_are_one_line_errors(kw: dict) -> None:
         PretrainConfig(**kw)
     with pytest.raises(SeqrecError, match=next(iter(kw))):
         SimulatorConfig(**kw)
+
+
+def test_validation_scores_a_fixed_subset_of_a_large_split(small_log, tmp_path: Path) -> None:
+    from seqrec.encoders.train import evaluate
+
+    m = _pretrain(small_log, tmp_path, epochs=1, valid_max_targets=50)
+    assert m["valid"]["n"] == 50 and m["test"]["n"] == len(small_log.positions("test")) > 50
+    from seqrec.encoders.model import SequenceEncoder
+
+    enc = SequenceEncoder.load(tmp_path / "encoder.pt")
+    assert evaluate(enc, small_log, "valid", max_targets=50) == evaluate(enc, small_log, "valid", max_targets=50)
+    assert evaluate(enc, small_log, "valid", max_targets=10**6)["n"] == len(small_log.positions("valid"))
