@@ -20,6 +20,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 from seqrec.infra.atomic import atomic_write, write_json_atomic
 from seqrec.infra.errors import CheckpointError, SeqrecError
+from seqrec.infra.devices import check_device_name, resolve_device
 from seqrec.infra.threads import torch_threads
 from seqrec.envs.bundle import load_bundle
 from seqrec.envs.sb3_vec import SB3VecEnv
@@ -87,7 +88,7 @@ class TrainConfig:
     init_temperature: float = 1.0
     """Softmax temperature of the encoder-initialised policy (exploration at the start)."""
     device: str = "cpu"
-    """Torch device of the agent."""
+    """Torch device of the agent's networks: ``auto | cpu | cuda | cuda:N`` (:mod:`seqrec.infra.devices`)."""
     threads: int = 1
     """``torch.set_num_threads`` (small networks on CPU run fastest on one thread)."""
 
@@ -105,6 +106,7 @@ class TrainConfig:
             raise SeqrecError(f"policy_init must be 'encoder' or 'random', not {self.policy_init!r}")
         if not self.init_temperature > 0:
             raise SeqrecError(f"init_temperature must be > 0, not {self.init_temperature}")
+        check_device_name(self.device)
         if self.freeze_encoder and self.obs_mode != "ids":
             raise SeqrecError(f"freeze_encoder applies to obs_mode 'ids' only; obs_mode {self.obs_mode!r} always uses the frozen encoder")
 
@@ -173,7 +175,7 @@ def _policy_name(venv: SB3VecEnv) -> str:
 def build_model(cfg: TrainConfig, venv: SB3VecEnv, tb_dir: Path):
     """A fresh SB3 model for ``cfg`` on ``venv``."""
     cls = algorithm_class(cfg.algo)
-    kwargs: dict[str, Any] = {"seed": cfg.seed, "verbose": 0, "tensorboard_log": str(tb_dir), "device": cfg.device,
+    kwargs: dict[str, Any] = {"seed": cfg.seed, "verbose": 0, "tensorboard_log": str(tb_dir), "device": resolve_device(cfg.device),
                               "gamma": cfg.gamma, "policy_kwargs": {"net_arch": list(cfg.net_arch)}}  # fmt: skip
     if cfg.learning_rate is not None:
         kwargs["learning_rate"] = cfg.learning_rate
@@ -261,7 +263,7 @@ def _train(cfg: TrainConfig, run: Path, resume: bool, progress: bool) -> Path:
     venv = make_vec_env(cfg, cfg.n_envs, cfg.seed + done)  # fresh users after a resume, none repeated
     if ckpt is not None:
         try:
-            model = cls.load(ckpt, env=venv, device=cfg.device)
+            model = cls.load(ckpt, env=venv, device=resolve_device(cfg.device))
         except Exception as err:  # SB3 raises several types for damaged zips
             raise CheckpointError(f"{ckpt}: cannot load checkpoint ({type(err).__name__})") from None
         buffer = ckpt.with_name(ckpt.name.replace("model_", "replay_buffer_").replace(".zip", ".pkl"))
@@ -390,7 +392,8 @@ def load_agent(run: str | Path, which: str = "best"):
     if not path.exists():
         path = latest_checkpoint(run) or path
     try:
-        model = algorithm_class(cfg.algo).load(path, device=cfg.device)
+        # a run trained on a GPU still loads on a machine without one
+        model = algorithm_class(cfg.algo).load(path, device=resolve_device("cpu" if cfg.device == "cpu" else "auto"))
     except Exception as err:
         raise CheckpointError(f"{path}: cannot load the trained model ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
     return model, cfg

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from seqrec.cli.options import COLUMNS, FORMAT, SEP, default_of, existing_path
+from seqrec.cli.options import COLUMNS, DEVICE, FORMAT, SEP, default_of, existing_path
 from seqrec.cli.output import show_table
 from seqrec.encoders.config import EncoderConfig, PretrainConfig
 from seqrec.infra.errors import SeqrecError
@@ -54,6 +54,7 @@ def pretrain_command(
     seed: int = typer.Option(_P("seed"), "--seed", help="Random seed."),
     threads: int = typer.Option(_P("threads"), "--threads", help="CPU threads for torch."),
     precision: str = typer.Option(_P("precision"), "--precision", help="Training step: auto | fp32 | bf16 (matmuls in bfloat16; evaluation is always fp32)."),
+    device: str = DEVICE,
     format: Optional[str] = FORMAT,
     columns: Optional[str] = COLUMNS,
     sep: Optional[str] = SEP,
@@ -72,7 +73,8 @@ def pretrain_command(
         n_behaviours=len(seq.behaviour_names) if behaviours and len(seq.behaviour_names) > 1 else 0, n_item_features=n_features,
     )  # fmt: skip
     train = PretrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
-                           branch_loss=branch_loss, patience=patience, seed=seed, threads=threads, precision=precision)  # type: ignore[arg-type]
+                           branch_loss=branch_loss, patience=patience, seed=seed, threads=threads, precision=precision,
+                           device=device)  # type: ignore[arg-type]
     metrics = pretrain(seq, config, train, out)
     if json_out:
         typer.echo(json.dumps({k: metrics[k] for k in ("test", "valid", "best_epoch", "epochs", "seconds_per_epoch", "time_to_best_s")}))

@@ -17,7 +17,7 @@ import typer
 from seqrec.data.preprocess import PrepConfig
 from seqrec.infra.errors import SeqrecError
 
-__all__ = ["COLUMNS", "FORMAT", "MIN_VALUE", "SEP", "default_of", "existing_path", "unescape_sep"]
+__all__ = ["COLUMNS", "DEVICE", "FORMAT", "MIN_VALUE", "SEP", "default_of", "existing_path", "unescape_sep"]
 
 
 def default_of(cls: type, name: str) -> Any:
@@ -49,3 +49,4 @@ COLUMNS = typer.Option(None, "--columns",
                        help="Generic logs: user=COL,item=COL,time=COL[,behaviour=COL][,value=COL][,session=COL][,date=COL] (COL: header name or 0-based position).")  # fmt: skip
 SEP = typer.Option(None, "--sep", callback=unescape_sep, help="Generic text logs: field separator (default ',', tab for .tsv; '\\t' means a tab).")
 MIN_VALUE = typer.Option(default_of(PrepConfig, "min_value"), "--min-value", help="Keep events with value >= this (e.g. 4 for ratings >= 4).")
+DEVICE = typer.Option("cpu", "--device", help="auto | cpu | cuda | cuda:N: where the model trains (auto: CUDA when present; the CPU is the tested default).")

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from seqrec.cli.options import COLUMNS, FORMAT, SEP, default_of, existing_path
+from seqrec.cli.options import COLUMNS, DEVICE, FORMAT, SEP, default_of, existing_path
 from seqrec.cli.output import console, show_table
 from seqrec.simulators.config import SimulatorConfig
 
@@ -26,13 +26,14 @@ def fit_cmd(
     epochs: int = typer.Option(default_of(SimulatorConfig, "epochs"), "--epochs", help="Training epochs of the response model (early stopping on held-out log-loss)."),
     seed: int = typer.Option(default_of(SimulatorConfig, "seed"), "--seed", help="Seed of the fit and of the fidelity simulations."),
     threads: int = typer.Option(1, "--threads", help="torch CPU threads (one is fastest for these small models on a shared machine)."),
+    device: str = DEVICE,
     json_out: bool = typer.Option(False, "--json", help="Print the fidelity report as JSON instead of a table."),
 ) -> None:
     """Fit the click, outcome and exit models on DATA, then write the checkpoint and the fidelity report."""
     from seqrec.infra.threads import torch_threads
 
     with torch_threads(threads):
-        report, checkpoint = _fit_and_report(existing_path(data), out, format, columns, sep, SimulatorConfig(epochs=epochs, seed=seed))
+        report, checkpoint = _fit_and_report(existing_path(data), out, format, columns, sep, SimulatorConfig(epochs=epochs, seed=seed, device=device))
     if json_out:
         typer.echo(json.dumps(report, default=str))
         return

@@ -17,7 +17,7 @@ import typer
 
 from seqrec.agents.evaluation import EvalConfig
 from seqrec.agents.train import TrainConfig
-from seqrec.cli.options import COLUMNS, FORMAT, MIN_VALUE, SEP, default_of
+from seqrec.cli.options import COLUMNS, DEVICE, FORMAT, MIN_VALUE, SEP, default_of
 from seqrec.cli.output import console, show_table
 from seqrec.data.preprocess import PrepConfig
 from seqrec.encoders.config import EncoderConfig, PretrainConfig
@@ -46,6 +46,7 @@ def prepare_command(
                                                 help="Seconds the whole build may take; a large log's epochs are subsampled to fit (recorded in bundle.json). 0: no budget."),
     threads: int = typer.Option(default_of(PretrainConfig, "threads"), "--threads",
                                 help="torch CPU threads (1 suits a shared machine; raise it on idle cores)."),
+    device: str = DEVICE,
 ) -> None:
     """Build a bundle: prepared data, pretrained encoder, fitted simulator, fidelity report.
 
@@ -55,8 +56,8 @@ def prepare_command(
     from seqrec.envs.bundle import build_bundle
 
     cfg = BuildConfig(format=format, columns=columns, sep=sep, prep=PrepConfig(min_value=min_value), encoder={"encoder": encoder},
-                      pretrain=PretrainConfig(epochs=epochs, seed=seed, precision=precision, threads=threads),  # type: ignore[arg-type]
-                      simulator=SimulatorConfig(seed=seed, base_click_rate=base_click_rate), seed=seed,
+                      pretrain=PretrainConfig(epochs=epochs, seed=seed, precision=precision, threads=threads, device=device),  # type: ignore[arg-type]
+                      simulator=SimulatorConfig(seed=seed, base_click_rate=base_click_rate, device=device), seed=seed,
                       allow_weak_simulator=allow_weak_simulator, time_budget_s=time_budget or None)  # fmt: skip
     t0 = time.perf_counter()
     path = build_bundle(data, out, cfg)
@@ -73,13 +74,14 @@ def train_command(
     action_mode: Optional[str] = typer.Option(None, "--action-mode", help="item | candidates | continuous (default per algo)."),
     obs_mode: Optional[str] = typer.Option(None, "--obs-mode", help=f"embedding | ids (default {_T('obs_mode')})."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML or YAML file with any TrainConfig option (the flags above win)."),
+    device: Optional[str] = typer.Option(None, "--device", help=f"auto | cpu | cuda | cuda:N: where the agent's networks run (default {_T('device')})."),
     resume: bool = typer.Option(False, "--resume", help="Continue a killed run from its last checkpoint."),
 ) -> None:
     """Train an SB3 agent on the batched env (progress, TensorBoard, periodic evaluation, checkpoints)."""
     from seqrec.agents.train import train
 
     cfg = TrainConfig.from_sources(config, {"algo": algo, "bundle": bundle, "timesteps": timesteps, "n_envs": n_envs, "seed": seed,
-                                            "out": out, "action_mode": action_mode, "obs_mode": obs_mode})  # fmt: skip
+                                            "out": out, "action_mode": action_mode, "obs_mode": obs_mode, "device": device})  # fmt: skip
     t0 = time.perf_counter()
     run = train(cfg, resume=resume)
     console.print(f"{cfg.algo} trained for {cfg.timesteps} steps in {time.perf_counter() - t0:.0f} s -> [bold]{run}[/]")

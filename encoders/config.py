@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
+from seqrec.infra.devices import check_device_name
 from seqrec.infra.errors import SeqrecError
 
 EncoderKind = Literal["cnn", "gnn", "cnn+gnn"]
@@ -159,6 +160,10 @@ class PretrainConfig:
     native bf16 instructions, slower on one without). ``fp32``: float32 throughout. ``auto``:
     bf16 where the CPU has native bf16 instructions, else fp32. Validation and test always
     run in float32, so rankings are never decided by bf16 rounding."""
+    device: str = "cpu"
+    """Where the training steps and evaluation run: ``auto | cpu | cuda | cuda:N``
+    (:mod:`seqrec.infra.devices`; ``auto``: CUDA when present). Batches are gathered and
+    negatives drawn on the CPU either way; the checkpoint is always saved for the CPU."""
     valid_max_targets: int = 20_000
     """Validation (early stopping, every epoch) scores at most this many targets, a fixed random
     subset (seeded); the test split is always scored whole. A log of 600k users would
@@ -196,6 +201,7 @@ class PretrainConfig:
             raise SeqrecError(f"sampling_alpha must be >= 0 (0 = uniform negatives), not {self.sampling_alpha}")
         if self.patience < 1 or self.threads < 1 or self.valid_max_targets < 1:
             raise SeqrecError("patience, threads and valid_max_targets must be >= 1")
+        check_device_name(self.device)
         if self.max_seconds is not None and not self.max_seconds > 0:
             raise SeqrecError(f"max_seconds must be None or > 0, not {self.max_seconds}")
         if self.examples_per_epoch is not None and self.examples_per_epoch < 1:

@@ -56,9 +56,14 @@ class NegativeSampler:
         self.log_count = torch.log(n_sampled * q).float()  # log(m Q(j))
         self._cdf = torch.cumsum(q, 0)  # inverse-CDF draws: O(m log n) a step, any catalogue size
 
+    def to(self, device: torch.device | str) -> "NegativeSampler":
+        """Keep the tables on ``device`` (draws still use a CPU generator, so they do not depend on it)."""
+        self.probs, self.log_count, self._cdf = self.probs.to(device), self.log_count.to(device), self._cdf.to(device)
+        return self
+
     def draw(self, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """``m`` item ids drawn with replacement from :math:`Q` and :math:`\\log(m Q(j))` of each."""
-        u = torch.rand(self.n_sampled, generator=generator, dtype=torch.float64)
+        u = torch.rand(self.n_sampled, generator=generator, dtype=torch.float64).to(self._cdf.device)
         ids = torch.searchsorted(self._cdf, u, right=True).clamp_(max=len(self._cdf) - 1)
         return ids, self.log_count[ids]
 

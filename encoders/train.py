@@ -35,6 +35,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from seqrec.infra.atomic import write_json_atomic
 from seqrec.infra.budget import PROBE_STEPS, EpochBudget
+from seqrec.infra.devices import resolve_device
 from seqrec.infra.errors import SeqrecError
 from seqrec.data.sequences import SequenceData
 from seqrec.infra.threads import torch_threads
@@ -92,18 +93,20 @@ def evaluate(
     generator = torch.Generator().manual_seed(seed)
     was_training = encoder.training
     encoder.eval()
+    device = encoder.item_bias.device  # the encoder's device; ranks come back to the CPU
     table = None if sampled else encoder.item_embeddings()  # built once, not per block
     ranks = []
     for start in range(0, len(targets), rows):
         sl = slice(start, start + rows)
-        state = encoder(items[sl], behaviours[sl])
+        target = targets[sl].to(device)
+        state = encoder(items[sl].to(device), behaviours[sl].to(device))
         if not sampled:
-            ranks.append(target_ranks(encoder.scores(state, table), targets[sl]))
+            ranks.append(target_ranks(encoder.scores(state, table), target).cpu())
             continue
-        negatives = torch.randint(seq.n_items, (len(state), n_negatives), generator=generator)  # the same stream for any rows
-        target_scores = (state * encoder.item_vectors(targets[sl])).sum(-1) + encoder.item_bias[targets[sl]]
+        negatives = torch.randint(seq.n_items, (len(state), n_negatives), generator=generator).to(device)  # the same stream for any rows
+        target_scores = (state * encoder.item_vectors(target)).sum(-1) + encoder.item_bias[target]
         negative_scores = torch.bmm(encoder.item_vectors(negatives), state.unsqueeze(-1)).squeeze(-1) + encoder.item_bias[negatives]
-        ranks.append(sampled_target_ranks(target_scores, negative_scores, negatives == targets[sl].unsqueeze(1)))
+        ranks.append(sampled_target_ranks(target_scores, negative_scores, negatives == target.unsqueeze(1)).cpu())
     encoder.train(was_training)
     out: dict[str, float | int | str] = {**ranking_metrics(torch.cat(ranks))}
     out["n"] = int(len(targets))
@@ -203,12 +206,16 @@ def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, o
     budget = EpochBudget(len(positions), train.batch_size, train.max_seconds, train.examples_per_epoch)
 
     # MODEL
+    device = resolve_device(train.device)
     encoder = build_encoder(seq, config)
     with torch.no_grad():  # start the output bias at the log-popularity prior (centred)
         log_pop = torch.log1p(torch.from_numpy(seq.item_popularity(("train",))).float())
         encoder.item_bias.copy_(log_pop - log_pop.mean())
+    encoder.to(device)
     # LOSS: the exact full softmax on small catalogues, shared log-Q-corrected negatives above
     sampler = negative_sampler(seq, train)
+    if sampler is not None:
+        sampler.to(device)
     loss_name = f"sampled-softmax-{train.n_sampled}" if sampler is not None else "full-softmax"
     optimizer = build_optimizer(encoder, train, sampled=sampler is not None)
     # the decay spans the planned steps, re-planned when a time budget shortens the epochs
@@ -220,7 +227,7 @@ def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, o
     progress = _progress(train.epochs * budget.steps(), train.progress)
 
     # LOOP
-    dtype = train.training_dtype  # autocast of the training step only; evaluation is float32
+    dtype = training_dtype(train, device)  # autocast of the training step only; evaluation is float32
     history: list[dict] = []
     t_valid = time.perf_counter()
     initial = _evaluate(scored, seq, "valid", train)
@@ -235,8 +242,8 @@ def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, o
         total, seen, b = 0.0, 0, 0
         while b < budget.steps():
             idx = order[b * train.batch_size : min((b + 1) * train.batch_size, budget.limit)]
-            items, behaviours, targets = examples_at(seq, positions[idx], config.max_len)
-            with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+            items, behaviours, targets = (t.to(device, non_blocking=True) for t in examples_at(seq, positions[idx], config.max_len))
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
                 loss = next_item_loss(encoder, items, behaviours, targets, train.branch_loss, sampler, generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -294,6 +301,7 @@ def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, o
         "total_seconds": round(time.perf_counter() - start, 3),
         "loss": loss_name,
         "threads": train.threads,
+        "device": str(device),
         "training_dtype": str(dtype).removeprefix("torch."),
         "n_train_examples": int(len(positions)),
         "budget": budget.to_dict(),
@@ -310,6 +318,14 @@ def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, o
         writer.close()
     write_json_atomic(out_dir / METRICS_NAME, metrics)
     return metrics
+
+
+def training_dtype(train: PretrainConfig, device: torch.device) -> torch.dtype:
+    """The training step's autocast dtype: ``train.training_dtype`` on the CPU; on CUDA,
+    ``auto`` means bfloat16 where the GPU supports it."""
+    if device.type != "cuda" or train.precision != "auto":
+        return train.training_dtype
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
 
 
 def _evaluate(encoder: SequenceEncoder, seq: SequenceData, split: str, train: PretrainConfig) -> dict:

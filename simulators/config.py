@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from seqrec.infra.configs import from_dict as config_from_dict
+from seqrec.infra.devices import DEVICE_CHOICES, check_device_name
 from seqrec.infra.errors import SeqrecError
 
 Calibration = Literal["temperature", "isotonic"]
@@ -48,6 +49,9 @@ class SimulatorConfig:
     records the rows per epoch used."""
     examples_per_epoch: int | None = None
     """At most this many training rows per epoch, a fresh random subset each epoch (None: all)."""
+    device: str = "cpu"
+    """Where the response model trains: ``auto | cpu | cuda | cuda:N`` (:mod:`seqrec.infra.devices`);
+    rows, negatives and calibration stay on the CPU, and the fitted simulator is returned on the CPU."""
     lr: float = 1e-2
     """Adam learning rate (cosine-annealed to 0 over ``epochs``)."""
     prior_std_user: float = 0.3
@@ -147,6 +151,12 @@ class SimulatorConfig:
                 raise bad(name, "must be a finite number >= 0")
         if self.lr <= 0:
             raise bad("lr", "must be > 0")
+        if not isinstance(self.device, str):
+            raise bad("device", f"must be {DEVICE_CHOICES}")
+        try:
+            check_device_name(self.device)
+        except SeqrecError:
+            raise bad("device", f"must be {DEVICE_CHOICES}") from None
         if self.max_seconds is not None and not (isinstance(self.max_seconds, (int, float)) and self.max_seconds > 0):
             raise bad("max_seconds", "must be None or > 0")
         if self.examples_per_epoch is not None and (isinstance(self.examples_per_epoch, bool) or not isinstance(self.examples_per_epoch, int) or self.examples_per_epoch < 1):

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from seqrec.data.sequences import SequenceData
 from seqrec.infra.budget import PROBE_STEPS, EpochBudget
+from seqrec.infra.devices import resolve_device
 from seqrec.simulators.calibration import Calibration, HeldOut, calibration_rows, held_out_pairs
 from seqrec.simulators.config import SimulatorConfig
 from seqrec.simulators.examples import ClickLog, UntouchedSampler
@@ -38,11 +39,12 @@ def score_pairs(model: ResponseModel, data: HeldOut, batch: int = 4096) -> np.nd
     model.eval()
     out = []
     tables = model.item_table()
+    device = tables.b.device
     for s in range(0, len(data.items), batch):
         sl = slice(s, s + batch)
-        z = model(torch.from_numpy(data.users[sl]), torch.from_numpy(data.history[sl]),
-                  torch.from_numpy(data.items[sl])[:, None], tables=tables)
-        out.append(z[:, 0].numpy())
+        z = model(torch.from_numpy(data.users[sl]).to(device), torch.from_numpy(data.history[sl]).to(device),
+                  torch.from_numpy(data.items[sl])[:, None].to(device), tables=tables)
+        out.append(z[:, 0].cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
@@ -128,11 +130,12 @@ def fit_response_model_dim(seq: SequenceData, clicks: ClickLog, cfg: SimulatorCo
     L = cfg.max_history
     real_neg = clicks.has_real_negatives
     rows, calib_split, _ = calibration_rows(seq, cfg, real_neg)
-    side = None if seq.item_features is None else torch.from_numpy(np.asarray(seq.item_features, np.float32))
+    side = None if seq.item_features is None else torch.from_numpy(np.array(seq.item_features, np.float32))  # a copy: the cache is read-only
     item_has_id = torch.from_numpy(np.bincount(seq.items[rows], minlength=seq.n_items) >= cfg.min_id_events)
     user_has_id = torch.from_numpy(np.bincount(seq.users[rows], minlength=seq.n_users) >= cfg.min_id_events)
     features, loo_np = model_features(seq, rows, clicks.positive, side)
     model = ResponseModel(seq.n_users, seq.n_items, dim, L, features, side, cfg.similarity_threshold, item_has_id, user_has_id)
+    device = resolve_device(cfg.device)
     loo_t = torch.from_numpy(loo_np)
 
     users_np, items_np = seq.users[rows], seq.items[rows]
@@ -143,6 +146,7 @@ def fit_response_model_dim(seq: SequenceData, clicks: ClickLog, cfg: SimulatorCo
     fit_repeat = n_repeat >= cfg.min_repeat_events
     if not fit_repeat:
         model.set_repeat_weight(cfg.default_repeat_penalty, trainable=False)
+    model.to(device)
 
     train_sampler = UntouchedSampler(users_np, items_np, seq.n_items)
     all_sampler = UntouchedSampler(seq.users, seq.items, seq.n_items)
@@ -156,7 +160,7 @@ def fit_response_model_dim(seq: SequenceData, clicks: ClickLog, cfg: SimulatorCo
     t_valid = time.perf_counter()
     score_pairs(model, valid)  # timed once: the per-epoch overhead a budget plans for
     valid_seconds = time.perf_counter() - t_valid
-    col_w = torch.tensor([1.0] + [w_s] * k)
+    col_w = torch.tensor([1.0] + [w_s] * k, device=device)
     priors = (cfg.prior_std_user, cfg.prior_std_item, cfg.prior_std_item_context, cfg.prior_std_item_bias,
               cfg.prior_std_features)
 
@@ -170,11 +174,11 @@ def fit_response_model_dim(seq: SequenceData, clicks: ClickLog, cfg: SimulatorCo
             idx = torch.from_numpy(idx_np)
             neg = torch.from_numpy(train_sampler.sample(users_np[idx_np], k, rng)) if k else torch.zeros((len(idx), 0), dtype=torch.long)
             hist = torch.from_numpy(clicks.histories(rows[idx_np], L)[0])
-            cand = torch.cat([items_t[idx, None], neg], dim=1)
-            y = torch.cat([labels_t[idx, None], torch.zeros(len(idx), k)], dim=1)
+            cand = torch.cat([items_t[idx, None], neg], dim=1).to(device)
+            y = torch.cat([labels_t[idx, None], torch.zeros(len(idx), k)], dim=1).to(device)
             delta = torch.zeros(len(idx), k + 1, loo_t.shape[1])
             delta[:, 0] = loo_t[idx]  # the logged item's popularity without this very row
-            z = model(users_t[idx], hist, cand, feature_delta=delta)  # one dense item table per step: cheaper than per-gather maps
+            z = model(users_t[idx].to(device), hist.to(device), cand, feature_delta=delta.to(device))  # one dense item table per step: cheaper than per-gather maps
             # the likelihood sums over every labelled pair of the row, so the priors weigh less
             # when each row carries sampled negatives too
             bce = (F.binary_cross_entropy_with_logits(z, y, reduction="none") * col_w).sum(1).mean()
@@ -216,7 +220,7 @@ def fit_response_model_dim(seq: SequenceData, clicks: ClickLog, cfg: SimulatorCo
             break
     if best[2] is not None:
         model.load_state_dict(best[2])
-    model.eval()
+    model.cpu().eval()  # the simulator is built on the CPU (UserSimulator.to moves it)
     z_valid = score_pairs(model, valid)
     calibration = Calibration.fit(z_valid, valid.labels, kind=cfg.calibration)
     if not real_neg and cfg.base_click_rate is not None:  # the log cannot say how often a random item is taken
