@@ -219,12 +219,13 @@ def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, o
     loss_name = f"sampled-softmax-{train.n_sampled}" if sampler is not None else "full-softmax"
     optimizer = build_optimizer(encoder, train, sampled=sampler is not None)
     # the decay spans the planned steps, re-planned when a time budget shortens the epochs
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - 0.9 * min(step / (train.epochs * budget.steps()), 1.0)) if train.lr_decay else None
+    planned = lambda: budget.planned_epochs(train.epochs) * budget.steps()  # noqa: E731
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - 0.9 * min(step / planned(), 1.0)) if train.lr_decay else None
     # the model that is validated, tested and saved: the EMA of the weights, or the weights
     average = AveragedModel(encoder, multi_avg_fn=get_ema_multi_avg_fn(train.ema_decay), use_buffers=True) if train.ema_decay is not None else None
     scored: SequenceEncoder = average.module if average is not None else encoder  # type: ignore[assignment]
     writer = _summary_writer(out_dir, config, train) if train.tensorboard else None
-    progress = _progress(train.epochs * budget.steps(), train.progress)
+    progress = _progress(planned(), train.progress)
 
     # LOOP
     dtype = training_dtype(train, device)  # autocast of the training step only; evaluation is float32
@@ -258,7 +259,7 @@ def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, o
             progress.update(1)
             if not budget.probed and b == PROBE_STEPS:
                 budget.probe(time.perf_counter() - t0, b, valid_seconds)
-                progress.total = progress.n + (train.epochs - epoch + 1) * budget.steps() - b
+                progress.total = planned()
         train_seconds += time.perf_counter() - t0
         valid = _evaluate(scored, seq, "valid", train)
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start

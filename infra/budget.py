@@ -79,6 +79,11 @@ class EpochBudget:
         """Whether the budget is spent (no budget: never)."""
         return self.max_seconds is not None and self.elapsed >= self.max_seconds
 
+    def planned_epochs(self, epochs: int) -> int:
+        """Epochs a run of at most ``epochs`` is expected to reach: ``BUDGET_EPOCHS`` when the
+        budget sized the epochs (the budget then ends the run), else ``epochs``."""
+        return min(epochs, BUDGET_EPOCHS) if self.max_seconds is not None and self.subsampled else epochs
+
     def steps(self) -> int:
         """Steps in an epoch of ``limit`` examples."""
         return math.ceil(self.limit / self.batch_size)

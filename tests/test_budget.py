@@ -86,3 +86,11 @@ def test_validation_scores_a_fixed_subset_of_a_large_split(small_log, tmp_path: 
     enc = SequenceEncoder.load(tmp_path / "encoder.pt")
     assert evaluate(enc, small_log, "valid", max_targets=50) == evaluate(enc, small_log, "valid", max_targets=50)
     assert evaluate(enc, small_log, "valid", max_targets=10**6)["n"] == len(small_log.positions("valid"))
+
+
+def test_a_budget_plans_its_schedule_over_the_epochs_it_allows() -> None:
+    b = EpochBudget(n_examples=10_000, batch_size=100, max_seconds=10.0)
+    assert b.planned_epochs(20) == 20  # not probed yet: every epoch whole
+    b.probe(seconds=2.0, steps=20, overhead_s=0.0)
+    assert b.subsampled and b.planned_epochs(20) == BUDGET_EPOCHS and b.planned_epochs(2) == 2
+    assert EpochBudget(n_examples=100, batch_size=10, examples_per_epoch=50).planned_epochs(20) == 20
