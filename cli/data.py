@@ -64,10 +64,9 @@ def info_cmd(
     from seqrec.data.readers import read_log
     from seqrec.data.sequences import describe
 
-    table = read_log(path, format, columns, sep)
-    ev = table.events
-    stats = describe(ev["user"].to_numpy(), ev["item"].to_numpy(), ev["ts"].to_numpy(), ev["behaviour"].to_numpy(),
-                     table.n_users, table.n_items, table.behaviour_names)  # fmt: skip
+    table = read_log(path, format, columns, sep)  # streamed into columns for generic logs
+    ev = table.columns
+    stats = describe(ev["user"], ev["item"], ev["ts"], ev["behaviour"], table.n_users, table.n_items, table.behaviour_names)
     stats["item_features"] = len(table.item_feature_names)
     stats["source"] = table.source
     if json_out:

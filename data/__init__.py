@@ -4,9 +4,14 @@
 module                holds
 ====================  ========================================================================
 ``table``             :class:`InteractionTable`, the canonical event table every reader produces
-``readers``           ``read_log``: MovieLens, RecBole, synthetic, CSV and Parquet logs -> table
-``preprocess``        value threshold, de-duplication, k-core filtering (:class:`PrepConfig`)
-``sequences``         :class:`SequenceData`: per-user sequences in CSR form, chronological splits
+``readers``           ``read_log``: MovieLens, RecBole, synthetic, CSV and Parquet logs (files or
+                      folders of parts) -> table
+``scan``              ``scan_log``: the streaming reader (Polars batches -> compact columns) behind
+                      the generic and synthetic logs
+``validate``          cell validators that raise the one-line error naming file, line and column
+``preprocess``        value threshold, de-duplication, k-core filtering (:class:`PrepConfig`), in numpy
+``sequences``         :class:`SequenceData`: per-user sequences in CSR form, chronological splits,
+                      saved as Arrow IPC files and memory-mapped on load
 ``prepare``           ``prepare_dataset``: read + preprocess + split once, cached by content hash
 ``fetch``             ``fetch_dataset``: download public datasets, verified by SHA-256
 ``synth_config``      :class:`SynthConfig`, every knob of the synthetic generator, and its defaults

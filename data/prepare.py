@@ -1,5 +1,10 @@
 """Read + preprocess + split a log once, then reuse it from a cache.
 
+Generic logs stream from the file into columns (:mod:`seqrec.data.scan`), are filtered and
+ordered with numpy (:mod:`seqrec.data.preprocess`) and land in the cache as memory-mapped
+Arrow files (:meth:`SequenceData.save`); what this returns is read from those files, so a
+prepared dataset costs its reader only the pages it touches.
+
 The cache key is a SHA-256 over the source files' bytes, the reader options and the
 preprocessing/split options, so a prepared dataset is reused exactly when neither the
 data nor the options changed. Entries are written into a temporary sibling folder and
@@ -24,10 +29,10 @@ from filelock import FileLock
 
 from seqrec.infra.errors import SeqrecError
 from seqrec.data.preprocess import PrepConfig, preprocess
-from seqrec.data.readers import ColumnMap, detect_format, read_log
+from seqrec.data.readers import ColumnMap, detect_format, log_parts, read_log
 from seqrec.data.sequences import SequenceData, SplitConfig
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: Arrow IPC entries, streamed generic logs
 _SIBLINGS = {"ml-100k": ("u.data", "u.item", "u.user"), "ml-dat": ("ratings.dat", "movies.dat"), "ml-csv": ("ratings.csv", "movies.csv")}
 
 
@@ -42,6 +47,8 @@ def source_files(path: Path, fmt: str) -> list[Path]:
         if fmt in _SIBLINGS:
             return [p for p in (path.parent / n for n in _SIBLINGS[fmt]) if p.exists()]
         return [path]
+    if fmt in ("csv", "parquet"):
+        return log_parts(path, fmt)
     return sorted(p for p in path.iterdir() if p.is_file())
 
 
@@ -69,7 +76,9 @@ def prepare_dataset(
     """Read, preprocess and split ``path``, reusing the cached result when nothing changed.
 
     ``meta`` of the result holds the preprocessing report, the content hash, the options
-    and ``cache_hit`` (whether this call reused an entry).
+    and ``cache_hit`` (whether this call reused an entry). With the cache the result is always
+    the memory-mapped entry (a fresh one too, once written); ``use_cache=False`` returns the
+    arrays in memory.
     """
     path = Path(path)
     fmt = format or (("parquet" if path.suffix.lower() in (".parquet", ".pq") else "csv") if columns and path.is_file() else detect_format(path))
@@ -88,13 +97,22 @@ def prepare_dataset(
             with FileLock(str(entry) + ".lock"):
                 shutil.rmtree(entry, ignore_errors=True)
     t0 = time.perf_counter()
-    table, report = preprocess(read_log(path, fmt, columns, sep), prep)
-    seq = SequenceData.from_table(table, split)
-    seq.meta.update(report=report.to_dict(), source_hash=source_hash, options=options, key=key,
-                    format=fmt, prepare_seconds=round(time.perf_counter() - t0, 3))  # fmt: skip
+    seq = _prepare(path, fmt, columns, sep, prep, split)
+    seq.meta.update(source_hash=source_hash, options=options, key=key, format=fmt, prepare_seconds=round(time.perf_counter() - t0, 3))
     if use_cache:
         _store(seq, entry)
+        del seq  # the entry's memory-mapped arrays replace the ones in memory
+        seq = SequenceData.load(entry)
     seq.meta["cache_hit"] = False
+    return seq
+
+
+def _prepare(path: Path, fmt: str, columns: str | ColumnMap | None, sep: str | None, prep: PrepConfig,
+             split: SplitConfig) -> SequenceData:
+    """Read + preprocess + split; each stage's input is released as soon as the next has its output."""
+    table, report = preprocess(read_log(path, fmt, columns, sep), prep)
+    seq = SequenceData.from_table(table, split)
+    seq.meta["report"] = report.to_dict()
     return seq
 
 

@@ -1,7 +1,9 @@
 """Preprocessing: value threshold, de-duplication, k-core filtering, chronological order.
 
-Each step is vectorised pandas/numpy and counts what it drops in a :class:`PrepReport`,
-so nothing disappears silently.
+Each step is vectorised numpy over the table's columns (bincounts for the k-core, one stable
+``lexsort`` for the order), never a pandas frame of the log, and counts what it drops in a
+:class:`PrepReport`, so nothing disappears silently. Rows are tracked by a keep-mask over the
+source order, so ties in time keep their source order exactly as a stable sort would.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 
 from seqrec.infra.errors import SeqrecError
 from seqrec.data.table import InteractionTable
@@ -56,66 +57,129 @@ class PrepReport:
         return asdict(self)
 
 
-def _kcore(events: pd.DataFrame, cfg: PrepConfig, report: PrepReport) -> pd.DataFrame:
-    """Drop users and items below their minimum counts until none is left to drop."""
+def _kcore(users: np.ndarray, items: np.ndarray, alive: np.ndarray, cfg: PrepConfig, report: PrepReport) -> np.ndarray:
+    """Drop users and items below their minimum counts until none is left to drop.
+
+    :param users, items: codes of every source row, shape (n,).
+    :param alive: rows still kept, shape (n,) bool (updated copy returned).
+    """
     n_users_dropped = n_items_dropped = 0
+    n_users, n_items = int(users.max(initial=-1)) + 1, int(items.max(initial=-1)) + 1
+    alive = alive.copy()
     for it in range(1, cfg.max_core_iterations + 1):
-        ucount = events.groupby("user")["item"].transform("size")
-        icount = events.groupby("item")["user"].transform("size")
-        keep = (ucount >= cfg.min_user_interactions) & (icount >= cfg.min_item_interactions)
         report.core_iterations = it
+        u = users if alive.all() else users[alive]
+        i = items if u is users else items[alive]
+        user_ok = (np.bincount(u, minlength=n_users) >= cfg.min_user_interactions)[u]
+        item_ok = (np.bincount(i, minlength=n_items) >= cfg.min_item_interactions)[i] if cfg.min_item_interactions > 1 else None
+        keep = user_ok if item_ok is None else user_ok & item_ok
         if keep.all():
             break
-        n_users_dropped += int((ucount < cfg.min_user_interactions).sum())
-        n_items_dropped += int(((icount < cfg.min_item_interactions) & (ucount >= cfg.min_user_interactions)).sum())
-        events = events[keep.to_numpy()]
+        n_users_dropped += int((~user_ok).sum())
+        n_items_dropped += 0 if item_ok is None else int((~item_ok & user_ok).sum())
+        alive[np.flatnonzero(alive)[~keep]] = False
     else:
         raise SeqrecError(f"k-core filtering did not converge in {cfg.max_core_iterations} iterations")
     report.dropped["k-core: rows of users below min_user_interactions"] = n_users_dropped
     report.dropped["k-core: rows of items below min_item_interactions"] = n_items_dropped
-    return events
+    return alive
+
+
+def chronological_order(users: np.ndarray, ts: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """Source rows sorted by user, then time, ties in source order, shape (len(rows),) int64.
+
+    :param rows: ascending source row numbers to order (None: all rows).
+
+    Sorting packed int64 keys with ``np.sort`` (SIMD, no indirection) is ~15x faster than
+    ``np.lexsort`` on 20M events, so: input already in (user, time) order is returned as is;
+    input in time order (most event logs) needs one sort of ``user << 32 | row``; other input
+    is first put in time order by a sort of ``time << 32 | row``; ``lexsort`` is the fallback
+    for times or sizes that do not fit the packing.
+    """
+    u = users if rows is None else users[rows]
+    t = ts if rows is None else ts[rows]
+    n = len(u)
+    if n < 2 or bool(np.all((u[1:] > u[:-1]) | ((u[1:] == u[:-1]) & (t[1:] >= t[:-1])))):
+        return np.arange(n, dtype=np.int64) if rows is None else rows.astype(np.int64, copy=False)
+    if n >= 1 << 32 or int(u.max()) >= 1 << 31 or int(t.max()) - int(t.min()) >= 1 << 31:
+        order = np.lexsort((t, u))  # lexsort is stable: equal (user, ts) keep their row order
+    else:
+        low = np.int64((1 << 32) - 1)
+        rank = np.arange(n, dtype=np.int64)  # each row's position in time order
+        by_time = None
+        if not bool(np.all(t[1:] >= t[:-1])):
+            by_time = np.sort(((t - t.min()).astype(np.int64) << 32) | rank) & low
+            rank[by_time] = np.arange(n, dtype=np.int64)
+        order = np.sort((u.astype(np.int64) << 32) | rank) & low  # positions in time order, by (user, time)
+        if by_time is not None:
+            order = by_time[order]
+    return order if rows is None else rows[order]
+
+
+def _dedup(cols: dict[str, np.ndarray], alive: np.ndarray, cfg: PrepConfig, report: PrepReport) -> np.ndarray:
+    """Drop repeated events; which one of a group survives follows the (user, time, row) order."""
+    rows = np.flatnonzero(alive)
+    order = chronological_order(cols["user"], cols["ts"], rows)  # source rows in (user, ts, row) order
+    rank = np.empty(len(cols["user"]), np.int64)
+    rank[order] = np.arange(len(order))
+    names = ["user", "item", "ts", "behaviour"] if cfg.dedup == "exact" else ["user", "item"]
+    keys = [cols[k][rows] for k in names]
+    group = np.lexsort((rank[rows], *keys[::-1]))  # by the keys, then chronologically
+    same = np.ones(max(len(rows) - 1, 0), bool)
+    for key in keys:
+        k = key[group]
+        same &= k[1:] == k[:-1]
+    drop = group[:-1][same] if cfg.dedup == "last" else group[1:][same]
+    report.dropped[f"duplicates ({cfg.dedup})"] = int(len(drop))
+    alive = alive.copy()
+    alive[rows[drop]] = False
+    return alive
 
 
 def preprocess(table: InteractionTable, cfg: PrepConfig) -> tuple[InteractionTable, PrepReport]:
     """Filter and order ``table``; returns a new table (ids re-indexed contiguously) and the report.
 
     Events end up sorted by user, then time, ties kept in source order (a stable sort).
+    Memory: the input's columns plus one int64 order and the output's columns.
     """
+    cols = table.columns
     report = PrepReport(rows_read=table.n_interactions)
-    events = table.events.assign(_row=np.arange(table.n_interactions))
+    alive = np.ones(table.n_interactions, bool)
     if cfg.min_value is not None:
-        keep = events["value"].to_numpy() >= cfg.min_value
-        report.dropped[f"value < {cfg.min_value:g}"] = int((~keep).sum())
-        events = events[keep]
+        alive = cols["value"] >= cfg.min_value
+        report.dropped[f"value < {cfg.min_value:g}"] = int((~alive).sum())
     if cfg.dedup != "none":
-        keys = ["user", "item", "ts", "behaviour"] if cfg.dedup == "exact" else ["user", "item"]
-        ordered = events.sort_values(["user", "ts", "_row"], kind="stable")
-        dup = ordered.duplicated(keys, keep="last" if cfg.dedup == "last" else "first")
-        report.dropped[f"duplicates ({cfg.dedup})"] = int(dup.sum())
-        events = ordered[~dup.to_numpy()]
-    events = _kcore(events, cfg, report)
-    if events.empty:
+        alive = _dedup(cols, alive, cfg, report)
+    alive = _kcore(cols["user"], cols["item"], alive, cfg, report)
+    if not alive.any():
         raise SeqrecError(f"{table.source}: no interactions left after preprocessing ({report.dropped})")
-    events = events.sort_values(["user", "ts", "_row"], kind="stable")
-    return _reindex(table, events.drop(columns="_row")), _finish(report, events)
+    everything = bool(alive.all())
+    order = chronological_order(cols["user"], cols["ts"], None if everything else np.flatnonzero(alive))
+    return _reindex(table, order, None if everything else alive, report)
 
 
-def _finish(report: PrepReport, events: pd.DataFrame) -> PrepReport:
-    report.users_kept = int(events["user"].nunique())
-    report.items_kept = int(events["item"].nunique())
-    report.rows_kept = int(len(events))
-    return report
+def _reindex(table: InteractionTable, order: np.ndarray, alive: np.ndarray | None, report: PrepReport) -> tuple[InteractionTable, PrepReport]:
+    """Gather the kept rows in ``order`` and renumber users and items contiguously, keeping the id maps.
 
-
-def _reindex(table: InteractionTable, events: pd.DataFrame) -> InteractionTable:
-    """Renumber users and items contiguously after rows were dropped, keeping the id maps."""
-    users, user_keep = pd.factorize(events["user"], sort=True)
-    items, item_keep = pd.factorize(events["item"], sort=True)
-    events = events.assign(user=users.astype(np.int64), item=items.astype(np.int64)).reset_index(drop=True)
-    user_keep, item_keep = np.asarray(user_keep), np.asarray(item_keep)
+    Codes are ranks of the sorted raw ids, so dropping the absent ones keeps them sorted; the
+    users come out sorted, so their column is built by ``np.repeat``, not gathered.
+    """
+    cols = table.columns
+    user_counts = np.bincount(cols["user"] if alive is None else cols["user"][alive], minlength=table.n_users)
+    user_keep = np.flatnonzero(user_counts)
+    out: dict[str, np.ndarray] = {"user": np.repeat(np.arange(len(user_keep), dtype=np.int64), user_counts[user_keep])}
+    items = cols["item"][order]
+    item_present = np.bincount(items, minlength=table.n_items) > 0
+    item_keep = np.flatnonzero(item_present)
+    out["item"] = items.astype(np.int64) if len(item_keep) == table.n_items else (np.cumsum(item_present, dtype=np.int64) - 1)[items]
+    del items
+    for name, col in cols.items():
+        if name not in out:
+            out[name] = col[order]
+    report.users_kept, report.items_kept, report.rows_kept = len(user_keep), len(item_keep), len(order)
     feats = table.item_features[item_keep] if table.item_features is not None else None
     ufeats = table.user_features.iloc[user_keep].reset_index(drop=True) if table.user_features is not None else None
     return InteractionTable(
-        events, table.user_ids[user_keep], table.item_ids[item_keep], table.behaviour_names,
+        out, table.user_ids[user_keep], table.item_ids[item_keep], table.behaviour_names,
         feats, table.item_feature_names, ufeats, table.source,
-    )  # fmt: skip
+    ), report  # fmt: skip

@@ -9,9 +9,13 @@ Formats (``read_log(path, format=None)`` detects them from the path where unambi
 ``ml-csv``     MovieLens latest/20M/25M ``ratings.csv`` (header); genres from ``movies.csv``
 ``recbole``    a RecBole atomic ``.inter`` file (tab, typed header ``name:type``)
 ``synthetic``  a folder written by ``seqrec data synth`` (``events.csv`` + ``synth.json``)
-``csv``        a generic delimited event log, mapped with ``columns``
-``parquet``    a generic Parquet event log, mapped with ``columns``
+``csv``        a generic delimited event log (a file, or a folder of them), mapped with ``columns``
+``parquet``    a generic Parquet event log (a file, or a folder: ``part-*.parquet``), mapped with ``columns``
 ============== ==================================================================
+
+Generic logs and the synthetic ``events.csv`` are streamed (:mod:`seqrec.data.scan`): the raw
+log is never held as a frame, so their size is bounded by the canonical columns (~25 bytes per
+event). The MovieLens and RecBole readers parse their (small, fixed) formats with pandas.
 
 Generic logs take a column mapping ``user=COL,item=COL,time=COL[,behaviour=COL][,value=COL]
 [,session=COL][,date=COL]``: COL is a header name, or a 0-based position for a file
@@ -32,6 +36,8 @@ import numpy as np
 import pandas as pd
 
 from seqrec.infra.errors import DataFormatError, SeqrecError
+from seqrec.data import validate
+from seqrec.data.scan import default_sep, scan_log
 from seqrec.data.table import InteractionTable, build_table
 
 FORMATS = ("ml-100k", "ml-dat", "ml-csv", "recbole", "synthetic", "csv", "parquet")
@@ -99,6 +105,10 @@ def detect_format(path: Path) -> str:
         inter = sorted(path.glob("*.inter"))
         if len(inter) == 1:
             return "recbole"
+        if log_parts(path, "parquet"):
+            return "parquet"
+        if log_parts(path, "csv"):
+            return "csv"
         raise SeqrecError(f"{path}: cannot tell the format of this folder; pass --format ({', '.join(FORMATS)})")
     name, suffix = path.name, path.suffix.lower()
     if name == "u.data":
@@ -109,16 +119,21 @@ def detect_format(path: Path) -> str:
         return "recbole"
     if suffix in (".parquet", ".pq"):
         return "parquet"
-    if name == "ratings.csv" and _header(path).startswith("userId,movieId,rating,timestamp"):
+    if name == "ratings.csv" and validate.read_header(path).startswith("userId,movieId,rating,timestamp"):
         return "ml-csv"
     if suffix in (".csv", ".tsv", ".txt", ".dat"):
         return "csv"
     raise SeqrecError(f"{path}: unknown format {suffix or name!r}; pass --format ({', '.join(FORMATS)})")
 
 
-def _header(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return fh.readline().decode("utf-8", errors="replace").strip()
+PART_SUFFIXES = {"parquet": (".parquet", ".pq"), "csv": (".csv", ".tsv", ".txt")}
+
+
+def log_parts(path: Path, fmt: str) -> list[Path]:
+    """The files of a log: ``path`` itself, or a folder's ``fmt`` files in name order (``part-0000…``)."""
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in PART_SUFFIXES[fmt] and not p.name.startswith("."))
 
 
 # ----------------------------------------------------------------------------- low-level parsing
@@ -149,11 +164,7 @@ def _read_delimited(path: Path, sep: str, header: bool, encoding: str = "utf-8")
     except pd.errors.EmptyDataError:
         raise DataFormatError(path, "file has no data rows") from None
     except pd.errors.ParserError as err:
-        match = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(err))
-        if match:
-            want, line, saw = (int(g) for g in match.groups())
-            raise DataFormatError(path, f"ragged line: expected {want} fields, found {saw}", line=line) from None
-        raise DataFormatError(path, f"cannot parse: {str(err).splitlines()[0]}") from None
+        raise validate.ragged_error(path, err) from None
     first = 2 if header else 1
     blank = frame.isna().all(axis=1).to_numpy() | (frame == "").all(axis=1).to_numpy()
     if blank.any():
@@ -164,72 +175,6 @@ def _read_delimited(path: Path, sep: str, header: bool, encoding: str = "utf-8")
     if frame.empty:
         raise DataFormatError(path, "file has no data rows")
     return frame, first
-
-
-def _column(frame: pd.DataFrame, col: str | int, path: Path, sep: str) -> pd.Series:
-    """Select ``col`` (a header name or a position) or raise naming what is there."""
-    if isinstance(col, int):
-        if col >= frame.shape[1]:
-            hint = " — wrong separator? pass --sep" if frame.shape[1] == 1 else ""
-            raise DataFormatError(path, f"needs column {col} but rows have {frame.shape[1]} field(s) separated by {sep!r}{hint}", line=1)
-        return frame.iloc[:, col]
-    if col not in frame.columns:
-        hint = " — wrong separator? pass --sep" if frame.shape[1] == 1 else ""
-        have = ", ".join(map(str, frame.columns[:12]))
-        raise DataFormatError(path, f"no column {col!r} in the header (found: {have}){hint}", line=1)
-    return frame[col]
-
-
-def _missing(series: pd.Series) -> np.ndarray:
-    return (series.isna() | (series.astype(str).str.strip() == "")).to_numpy()
-
-
-def _fail_at(path: Path, series: pd.Series, bad: np.ndarray, first: int, what: str, col: str | int) -> None:
-    k = int(np.argmax(bad))
-    value = series.iloc[k]
-    reason = "missing value (truncated line?)" if _missing(series.iloc[[k]])[0] else f"{value!r} is not {what}"
-    raise DataFormatError(path, reason, line=first + k, column=str(col))
-
-
-def _numbers(series: pd.Series, path: Path, first: int, col: str | int, integer: bool) -> np.ndarray:
-    """Parse a numeric column, raising at the first bad cell with its line number."""
-    num = pd.to_numeric(series.str.strip(), errors="coerce")
-    bad = num.isna().to_numpy()
-    if not bad.any() and integer:
-        bad = (num != np.floor(num)).to_numpy()
-    if bad.any():
-        _fail_at(path, series, bad, first, "an integer" if integer else "a number", col)
-    return num.to_numpy(np.int64 if integer else np.float64)
-
-
-def _tokens(series: pd.Series, path: Path, first: int, col: str | int) -> pd.Series:
-    """Ids that may be any non-empty string (numeric ones become int64 for numeric order)."""
-    bad = _missing(series)
-    if bad.any():
-        _fail_at(path, series, bad, first, "an id", col)
-    stripped = series.str.strip()
-    num = pd.to_numeric(stripped, errors="coerce")
-    if num.notna().all() and (num == np.floor(num)).all():
-        return num.astype(np.int64)
-    return stripped
-
-
-def _times(series: pd.Series, path: Path, first: int, col: str | int) -> np.ndarray:
-    """Seconds from a numeric column, or from date/time strings."""
-    bad = _missing(series)
-    if bad.any():
-        _fail_at(path, series, bad, first, "a time", col)
-    num = pd.to_numeric(series.str.strip(), errors="coerce")
-    if num.notna().all():
-        return np.floor(num.to_numpy(np.float64)).astype(np.int64)
-    if num.notna().iloc[0]:  # a numeric time column with a bad cell
-        _fail_at(path, series, num.isna().to_numpy(), first, "a number", col)
-    parsed = pd.to_datetime(series.str.strip(), errors="coerce", format="mixed", utc=True)
-    bad = parsed.isna().to_numpy()
-    if bad.any():
-        _fail_at(path, series, bad, first, "a number or a date/time", col)
-    # resolution-independent (pandas 3 may parse to s, ms, us or ns)
-    return ((parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "s")).to_numpy(np.int64)
 
 
 # ----------------------------------------------------------------------------- format readers
@@ -245,19 +190,19 @@ def read_movielens_100k(path: Path) -> InteractionTable:
     if frame.shape[1] != 4:
         raise DataFormatError(data, f"expected 4 tab-separated fields (user, item, rating, time), found {frame.shape[1]}", line=first)
     names = ("user", "item", "rating", "timestamp")
-    cols = [_numbers(frame.iloc[:, i], data, first, names[i], integer=True) for i in range(4)]
+    cols = [validate.numbers(frame.iloc[:, i], data, first, names[i], integer=True) for i in range(4)]
     raw = pd.DataFrame({"user": cols[0], "item": cols[1], "value": cols[2].astype(np.float32), "ts": cols[3], "behaviour": "rating"})
     item_features = user_features = None
     if (folder / "u.item").exists():
         items, ifirst = _read_delimited(folder / "u.item", "|", header=False, encoding="latin-1")
         if items.shape[1] != 5 + len(ML100K_GENRES):
             raise DataFormatError(folder / "u.item", f"expected {5 + len(ML100K_GENRES)} '|'-separated fields, found {items.shape[1]}", line=ifirst)
-        ids = _numbers(items.iloc[:, 0], folder / "u.item", ifirst, "movie_id", integer=True)
+        ids = validate.numbers(items.iloc[:, 0], folder / "u.item", ifirst, "movie_id", integer=True)
         flags = items.iloc[:, 5:].apply(pd.to_numeric, errors="coerce").fillna(0).to_numpy(np.float32)
         item_features = pd.DataFrame(flags, index=ids, columns=[f"genre:{g}" for g in ML100K_GENRES])
     if (folder / "u.user").exists():
         users, ufirst = _read_delimited(folder / "u.user", "|", header=False, encoding="latin-1")
-        ids = _numbers(users.iloc[:, 0], folder / "u.user", ufirst, "user_id", integer=True)
+        ids = validate.numbers(users.iloc[:, 0], folder / "u.user", ufirst, "user_id", integer=True)
         user_features = pd.DataFrame(
             {"age": pd.to_numeric(users.iloc[:, 1], errors="coerce").to_numpy(), "gender": users.iloc[:, 2].to_numpy(),
              "occupation": users.iloc[:, 3].to_numpy()}, index=ids)  # fmt: skip
@@ -281,8 +226,8 @@ def read_movielens_ratings(path: Path, fmt: str) -> InteractionTable:
     if frame.shape[1] < 4:
         raise DataFormatError(data, f"expected 4 {sep!r}-separated fields (user, item, rating, time), found {frame.shape[1]}", line=first)
     names = ("user", "item", "rating", "timestamp")
-    user, item, ts = (_numbers(frame.iloc[:, i], data, first, names[i], integer=True) for i in (0, 1, 3))
-    rating = _numbers(frame.iloc[:, 2], data, first, "rating", integer=False)
+    user, item, ts = (validate.numbers(frame.iloc[:, i], data, first, names[i], integer=True) for i in (0, 1, 3))
+    rating = validate.numbers(frame.iloc[:, 2], data, first, "rating", integer=False)
     raw = pd.DataFrame({"user": user, "item": item, "value": rating.astype(np.float32), "ts": ts, "behaviour": "rating"})
     movies = folder / ("movies.dat" if fmt == "ml-dat" else "movies.csv")
     item_features = None
@@ -293,7 +238,7 @@ def read_movielens_ratings(path: Path, fmt: str) -> InteractionTable:
         else:
             mframe = pd.read_csv(movies, dtype=str)
             mfirst, ids, genres = 2, mframe["movieId"], mframe["genres"]
-        item_features = _genre_features(genres, _numbers(ids, movies, mfirst, "movieId", integer=True))
+        item_features = _genre_features(genres, validate.numbers(ids, movies, mfirst, "movieId", integer=True))
     return build_table(raw, source=str(data), item_features=item_features)
 
 
@@ -314,84 +259,89 @@ def read_recbole(path: Path) -> InteractionTable:
         if found is None and key in ("user", "item"):
             raise DataFormatError(data, f"no {' or '.join(o + ':token' for o in options)} field in the header", line=1)
         cmap[key] = found
-    raw = pd.DataFrame({"user": _tokens(frame[cmap["user"]], data, first, cmap["user"]),
-                        "item": _tokens(frame[cmap["item"]], data, first, cmap["item"])})  # fmt: skip
-    raw["ts"] = (_times(frame[cmap["ts"]], data, first, cmap["ts"]) if cmap["ts"] else np.arange(len(frame), dtype=np.int64))
+    raw = pd.DataFrame({"user": validate.tokens(frame[cmap["user"]], data, first, cmap["user"]),
+                        "item": validate.tokens(frame[cmap["item"]], data, first, cmap["item"])})  # fmt: skip
+    raw["ts"] = (validate.times(frame[cmap["ts"]], data, first, cmap["ts"]) if cmap["ts"] else np.arange(len(frame), dtype=np.int64))
     if cmap["value"]:
-        raw["value"] = _numbers(frame[cmap["value"]], data, first, cmap["value"], integer=False)
+        raw["value"] = validate.numbers(frame[cmap["value"]], data, first, cmap["value"], integer=False)
     return build_table(raw, source=str(data))
 
 
 def read_synthetic(path: Path) -> InteractionTable:
-    """A folder from ``seqrec data synth``: the events plus the item categories as features."""
+    """A folder from ``seqrec data synth``: the events (streamed) plus the item categories as features."""
     meta_path = path / "synth.json"
     try:
         json.loads(meta_path.read_text())
     except (OSError, ValueError) as err:
         raise SeqrecError(f"{meta_path}: unreadable synthetic-dataset metadata ({err})") from None
+    events = path / "events.csv"
     cmap = ColumnMap(user="user", item="item", time="ts", behaviour="behaviour", value="value", session="session")
-    frame, first = _read_delimited(path / "events.csv", ",", header=True)
-    raw = _generic_frame(frame, first, path / "events.csv", cmap, ",")
-    if "pscore" in frame:
-        raw["pscore"] = _numbers(frame["pscore"], path / "events.csv", first, "pscore", integer=False)
+    extras = {"pscore": "pscore"} if "pscore" in validate.read_header(events).split(",") else None
     item_features = None
     if (path / "items.csv").exists():
         items = pd.read_csv(path / "items.csv")
         item_features = pd.get_dummies(items["category"], prefix="category", dtype=np.float32)
         item_features.index = items["item"].to_numpy()
-    return build_table(raw, source=str(path), item_features=item_features)
+    return scan_log([events], cmap, kind="csv", sep=",", source=str(path), extras=extras, item_features=item_features)
 
 
 def _generic_frame(frame: pd.DataFrame, first: int, path: Path, cmap: ColumnMap, sep: str) -> pd.DataFrame:
     """Map a string frame to raw canonical columns following ``cmap``."""
-    get = lambda key: _column(frame, getattr(cmap, key), path, sep)  # noqa: E731
-    raw = pd.DataFrame({"item": _tokens(get("item"), path, first, cmap.item)})
+    get = lambda key: validate.column(frame, getattr(cmap, key), path, sep)  # noqa: E731
+    raw = pd.DataFrame({"item": validate.tokens(get("item"), path, first, cmap.item)})
     if cmap.session is not None:
-        raw["session"] = _tokens(get("session"), path, first, cmap.session)
-    raw["user"] = _tokens(get("user"), path, first, cmap.user) if cmap.user is not None else raw["session"]
-    ts = _times(get("time"), path, first, cmap.time)
+        raw["session"] = validate.tokens(get("session"), path, first, cmap.session)
+    raw["user"] = validate.tokens(get("user"), path, first, cmap.user) if cmap.user is not None else raw["session"]
+    ts = validate.times(get("time"), path, first, cmap.time)
     if cmap.date is not None:
-        ts = ts + _times(get("date"), path, first, cmap.date)
+        ts = ts + validate.times(get("date"), path, first, cmap.date)
     raw["ts"] = ts
     if cmap.behaviour is not None:
         behaviour = get("behaviour")
-        bad = _missing(behaviour)
+        bad = validate.missing(behaviour)
         if bad.any():
-            _fail_at(path, behaviour, bad, first, "a behaviour", cmap.behaviour)
+            validate.fail_at(path, behaviour, bad, first, "a behaviour", cmap.behaviour)
         raw["behaviour"] = behaviour.str.strip().to_numpy()
     if cmap.value is not None:
-        raw["value"] = _numbers(get("value"), path, first, cmap.value, integer=False)
+        raw["value"] = validate.numbers(get("value"), path, first, cmap.value, integer=False)
     return raw
 
 
 def read_generic(path: Path, columns: ColumnMap, sep: str | None = None) -> InteractionTable:
-    """A generic CSV/TSV event log mapped with ``columns`` (``sep`` guessed from the suffix)."""
-    sep = sep or ("\t" if path.suffix.lower() == ".tsv" else ",")
-    frame, first = _read_delimited(path, sep, header=not columns.positional)
-    return build_table(_generic_frame(frame, first, path, columns, sep), source=str(path))
+    """A generic CSV/TSV event log (a file or a folder of parts) mapped with ``columns``.
+
+    Streamed batch by batch; a multi-character ``sep`` (``::``), which the streaming parser
+    does not take, falls back to reading the whole file with pandas.
+    """
+    files = log_parts(path, "csv")
+    if len(default_sep(files[0], sep)) == 1:
+        return scan_log(files, columns, kind="csv", sep=sep, source=str(path))
+    sep = default_sep(files[0], sep)
+    frames = [_generic_frame(*_read_delimited(f, sep, header=not columns.positional), f, columns, sep) for f in files]
+    return build_table(pd.concat(frames, ignore_index=True), source=str(path))
 
 
 def read_parquet(path: Path, columns: ColumnMap) -> InteractionTable:
-    """A generic Parquet event log mapped with ``columns`` (errors name the row)."""
-    try:
-        frame = pd.read_parquet(path)
-    except Exception as err:  # pyarrow raises several types for corrupt files
-        raise DataFormatError(path, f"not a readable Parquet file ({type(err).__name__}: {str(err).splitlines()[0]})") from None
-    if columns.positional:
-        frame.columns = list(range(frame.shape[1]))
-    frame = frame.astype(str).where(frame.notna(), None)
-    # Parquet has no lines: report 1-based row numbers in the "line" slot.
-    return build_table(_generic_frame(frame, 1, path, columns, "parquet"), source=str(path))
+    """A generic Parquet event log (a file, or a folder of ``part-*.parquet``) mapped with ``columns``.
+
+    Parquet has no lines: errors report 1-based row numbers in the "line" slot.
+    """
+    return scan_log(log_parts(path, "parquet"), columns, kind="parquet", source=str(path))
 
 
 def default_columns(path: Path, sep: str | None) -> ColumnMap:
-    """Guess the mapping of a generic log whose header uses common names."""
+    """Guess the mapping of a generic log (its first file, for a folder) whose header uses common names."""
+    if path.is_dir():
+        parts = log_parts(path, "parquet") or log_parts(path, "csv")
+        if not parts:
+            raise SeqrecError(f"{path}: no .parquet, .csv or .tsv files in this folder")
+        path = parts[0]
     if path.suffix.lower() in (".parquet", ".pq"):
         import pyarrow.parquet as pq
 
         names = pq.read_schema(path).names
     else:
-        head = _header(path)
+        head = validate.read_header(path)
         names = [n.strip() for n in head.split(sep or ("\t" if path.suffix.lower() == ".tsv" else ","))]
     lower = {n.lower(): n for n in names}
     pick = lambda *opts: next((lower[o] for o in opts if o in lower), None)  # noqa: E731
@@ -422,8 +372,8 @@ def read_log(path: str | Path, format: str | None = None, columns: str | ColumnM
     if not path.exists():
         raise SeqrecError(f"{path}: no such file or folder")
     if fmt in ("csv", "parquet"):
-        if path.is_dir():
-            raise SeqrecError(f"{path}: a {fmt} log must be a file, not a folder")
+        if path.is_dir() and not log_parts(path, fmt):
+            raise SeqrecError(f"{path}: no {fmt} files in this folder (expected e.g. part-0000.{'parquet' if fmt == 'parquet' else 'csv'})")
         cmap = ColumnMap.parse(columns) if isinstance(columns, str) else columns or default_columns(path, sep)
         return read_parquet(path, cmap) if fmt == "parquet" else read_generic(path, cmap, sep)
     readers = {

@@ -8,6 +8,13 @@ event, and its input is always its full past, whichever split that past falls in
 
 Padded histories are **left-padded with** :data:`PAD` (= -1) so the most recent item is
 always in the last column; they are built with one gather, no loop per user.
+
+On disk (:meth:`SequenceData.save`) a prepared dataset is three uncompressed Arrow IPC files —
+``events.arrow`` (one row per event), ``users.arrow`` (raw id, end of the user's events),
+``items.arrow`` (raw id, side features) — and ``sequences.json``. :meth:`SequenceData.load`
+memory-maps them: the per-event arrays are read-only views of the file, so a process that
+loads a large dataset (an env on a big bundle) holds only the pages it touches, and the files
+open as they are in pyarrow, Polars or DuckDB.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from seqrec.infra.errors import SeqrecError
 from seqrec.data.table import InteractionTable
@@ -92,22 +100,22 @@ class SequenceData:
     @classmethod
     def from_table(cls, table: InteractionTable, split: SplitConfig = SplitConfig()) -> "SequenceData":
         """Build from a preprocessed table (sorted by user, then time)."""
-        ev = table.events
-        users = ev["user"].to_numpy(np.int64)
+        ev = table.columns
+        users = ev["user"].astype(np.int64, copy=False)
         if len(users) and np.any(np.diff(users) < 0):
             raise SeqrecError("events must be sorted by user (run preprocess first)")
         user_ptr = np.concatenate([[0], np.cumsum(np.bincount(users, minlength=table.n_users))]).astype(np.int64)
         lengths = np.diff(user_ptr)
         if split.mode == "leave-last-out" and lengths.min(initial=3) < 3:
             raise SeqrecError(f"{int((lengths < 3).sum())} users have fewer than 3 events; leave-last-out needs 3 (raise min_user_interactions)")
-        ts = ev["ts"].to_numpy(np.int64)
+        ts = ev["ts"].astype(np.int64, copy=False)
         return cls(
-            users=users, items=ev["item"].to_numpy(np.int64), ts=ts, behaviours=ev["behaviour"].to_numpy(np.int8),
-            values=ev["value"].to_numpy(np.float32), split=split_labels(user_ptr, ts, split), user_ptr=user_ptr,
+            users=users, items=ev["item"].astype(np.int64, copy=False), ts=ts, behaviours=ev["behaviour"].astype(np.int8, copy=False),
+            values=ev["value"].astype(np.float32, copy=False), split=split_labels(user_ptr, ts, split), user_ptr=user_ptr,
             n_items=table.n_items, behaviour_names=list(table.behaviour_names), user_ids=table.user_ids,
             item_ids=table.item_ids, item_features=table.item_features, item_feature_names=list(table.item_feature_names),
-            pscore=ev["pscore"].to_numpy(np.float32) if "pscore" in ev else None,
-            session=ev["session"].to_numpy(np.int64) if "session" in ev else None,
+            pscore=ev["pscore"].astype(np.float32, copy=False) if "pscore" in ev else None,
+            session=ev["session"].astype(np.int64, copy=False) if "session" in ev else None,
             meta={"source": table.source, "split": split.__dict__},
         )  # fmt: skip
 
@@ -171,29 +179,59 @@ class SequenceData:
 
     # ------------------------------------------------------------------ storage
     _ARRAYS = ("users", "items", "ts", "behaviours", "values", "split", "user_ptr")
+    _EVENT_ARRAYS = ("users", "items", "ts", "behaviours", "values", "split", "pscore", "session")
+    FORMAT = 2
+    """On-disk format: 2 = Arrow IPC files (memory-mapped on load); 1 = ``sequences.npz`` (still read)."""
 
     def save(self, folder: Path) -> None:
-        """Write ``sequences.npz`` and ``sequences.json`` into ``folder`` (caller makes it atomic)."""
-        arrays = {k: getattr(self, k) for k in self._ARRAYS}
-        arrays["user_ids"] = self.user_ids.astype(str)
-        arrays["item_ids"] = self.item_ids.astype(str)
-        for opt in ("item_features", "pscore", "session"):
-            if getattr(self, opt) is not None:
-                arrays[opt] = getattr(self, opt)
-        np.savez(folder / "sequences.npz", **arrays)
-        meta = dict(self.meta, n_items=self.n_items, behaviour_names=self.behaviour_names,
+        """Write the Arrow files and ``sequences.json`` (last) into ``folder`` (caller makes it atomic)."""
+        folder = Path(folder)
+        events = {k: getattr(self, k) for k in self._EVENT_ARRAYS if getattr(self, k) is not None}
+        _write_arrow(folder / "events.arrow", {k: pa.array(v) for k, v in events.items()})
+        _write_arrow(folder / "users.arrow", {"id": _id_array(self.user_ids), "end": pa.array(np.asarray(self.user_ptr[1:], np.int64))})
+        items = {"id": _id_array(self.item_ids)}
+        if self.item_features is not None:
+            feats = np.ascontiguousarray(self.item_features, np.float32)
+            items["features"] = pa.FixedSizeListArray.from_arrays(pa.array(feats.reshape(-1)), feats.shape[1])
+        _write_arrow(folder / "items.arrow", items)
+        meta = dict(self.meta, n_items=self.n_items, behaviour_names=self.behaviour_names, sequences_format=self.FORMAT,
                     item_feature_names=self.item_feature_names, id_dtypes=[self.user_ids.dtype.kind, self.item_ids.dtype.kind])  # fmt: skip
         (folder / "sequences.json").write_text(json.dumps(meta, indent=2, default=str))
 
     @classmethod
     def load(cls, folder: Path) -> "SequenceData":
-        """Read what :meth:`save` wrote; one-line error when it is missing or damaged."""
+        """Memory-map what :meth:`save` wrote (or read a format-1 ``sequences.npz``); one-line error when missing or damaged."""
+        folder = Path(folder)
         try:
             meta = json.loads((folder / "sequences.json").read_text())
-            with np.load(folder / "sequences.npz", allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError, KeyError) as err:
+            if not (folder / "events.arrow").exists() and (folder / "sequences.npz").exists():
+                return cls._load_npz(folder, meta)
+            events = _read_arrow(folder / "events.arrow")
+            users, items = _read_arrow(folder / "users.arrow"), _read_arrow(folder / "items.arrow")
+            arrays = {k: _view(v) for k, v in events.items()}
+            end = _view(users["end"])
+            arrays["user_ptr"] = np.concatenate([np.zeros(1, np.int64), end])
+            feats = None
+            if "features" in items:
+                col = items["features"]
+                feats = _view(col.flatten()).reshape(len(col), col.type.list_size)
+            kinds = meta.pop("id_dtypes", ["U", "U"])
+            user_ids, item_ids = (_arrow_ids(a["id"], kind) for a, kind in ((users, kinds[0]), (items, kinds[1])))
+            meta.pop("sequences_format", None)
+            return cls(
+                **{k: arrays[k] for k in cls._ARRAYS}, n_items=int(meta.pop("n_items")),
+                behaviour_names=meta.pop("behaviour_names"), user_ids=user_ids, item_ids=item_ids,
+                item_features=feats, item_feature_names=meta.pop("item_feature_names"),
+                pscore=arrays.get("pscore"), session=arrays.get("session"), meta=meta,
+            )  # fmt: skip
+        except (OSError, ValueError, KeyError, IndexError, TypeError, pa.ArrowException) as err:
             raise SeqrecError(f"{folder}: prepared dataset is missing or damaged ({type(err).__name__}: {err})") from None
+
+    @classmethod
+    def _load_npz(cls, folder: Path, meta: dict) -> "SequenceData":
+        """Format 1 (bundles built before the Arrow files): everything in ``sequences.npz``, read into memory."""
+        with np.load(folder / "sequences.npz", allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
         kinds = meta.pop("id_dtypes", ["U", "U"])
         user_ids, item_ids = (_restore_ids(arrays.pop(k), kind) for k, kind in zip(("user_ids", "item_ids"), kinds))
         return cls(
@@ -202,6 +240,36 @@ class SequenceData:
             item_features=arrays.get("item_features"), item_feature_names=meta.pop("item_feature_names"),
             pscore=arrays.get("pscore"), session=arrays.get("session"), meta=meta,
         )  # fmt: skip
+
+
+def _write_arrow(path: Path, columns: dict[str, pa.Array]) -> None:
+    """One uncompressed Arrow IPC file holding ``columns`` as a single record batch (one chunk each, so loads map them zero-copy)."""
+    batch = pa.record_batch(list(columns.values()), names=list(columns))
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+
+
+def _read_arrow(path: Path) -> dict[str, pa.Array]:
+    """The columns of an Arrow IPC file, memory-mapped (nothing is read until touched)."""
+    reader = pa.ipc.open_file(pa.memory_map(str(path), "r"))
+    if reader.num_record_batches != 1:
+        raise ValueError(f"{path.name} holds {reader.num_record_batches} record batches, expected 1")
+    batch = reader.get_batch(0)
+    return {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
+
+
+def _view(array: pa.Array) -> np.ndarray:
+    """A read-only numpy view of a primitive Arrow array (no copy: it shares the mapped file)."""
+    return array.to_numpy(zero_copy_only=True)
+
+
+def _id_array(ids: np.ndarray) -> pa.Array:
+    """Raw ids as Arrow: int64 when numeric, else text."""
+    return pa.array(ids.astype(np.int64)) if ids.dtype.kind in "iu" else pa.array(ids.astype(str), pa.large_string())
+
+
+def _arrow_ids(array: pa.Array, kind: str) -> np.ndarray:
+    return _view(array) if kind in "iu" else array.to_numpy(zero_copy_only=False).astype(object)
 
 
 def _restore_ids(ids: np.ndarray, kind: str) -> np.ndarray:

@@ -5,8 +5,8 @@ One row per logged event, with contiguous integer ids:
 ======== ======= ===========================================================
 column   dtype   meaning
 ======== ======= ===========================================================
-user     int64   0 … n_users-1  (raw id: ``user_ids[user]``)
-item     int64   0 … n_items-1  (raw id: ``item_ids[item]``)
+user     int64   0 … n_users-1  (raw id: ``user_ids[user]``; int32 while streaming)
+item     int64   0 … n_items-1  (raw id: ``item_ids[item]``; int32 while streaming)
 ts       int64   event time in seconds (or an order key for logs without time)
 behaviour int8   index into ``behaviour_names`` (view, click, cart, purchase, …)
 value    float32 the event's value: a rating, a funnel depth, 1.0 when absent
@@ -38,9 +38,10 @@ def behaviour_vocabulary(names: "pd.Series | np.ndarray") -> list[str]:
 
 @dataclass
 class InteractionTable:
-    """A logged dataset in canonical form (see the module docstring).
+    """A logged dataset in canonical form (see the module docstring), held as numpy columns.
 
-    :param events: the canonical table (``REQUIRED_COLUMNS`` plus optional ``session``, ``pscore``).
+    :param columns: the canonical columns by name (``REQUIRED_COLUMNS`` plus optional
+        ``session``, ``pscore``), each shape (n_events,); ``user``/``item`` may be int32 codes.
     :param user_ids: raw user id of each contiguous user index, shape (n_users,).
     :param item_ids: raw item id of each contiguous item index, shape (n_items,).
     :param behaviour_names: name of each behaviour code.
@@ -48,9 +49,12 @@ class InteractionTable:
     :param item_feature_names: the F feature names.
     :param user_features: one row per user index (any columns), or None.
     :param source: where the table was read from (for reports and errors).
+
+    Columns rather than a DataFrame: a streamed log of tens of millions of events costs its
+    ~25 bytes per event once, never a second pandas copy; :attr:`events` builds a frame on demand.
     """
 
-    events: pd.DataFrame
+    columns: dict[str, np.ndarray]
     user_ids: np.ndarray
     item_ids: np.ndarray
     behaviour_names: list[str]
@@ -58,6 +62,12 @@ class InteractionTable:
     item_feature_names: list[str] = field(default_factory=list)
     user_features: pd.DataFrame | None = None
     source: str = ""
+
+    @property
+    def events(self) -> pd.DataFrame:
+        """The columns as a (new) DataFrame, ids as int64: for inspection and small logs."""
+        frame = pd.DataFrame({k: v for k, v in self.columns.items()})
+        return frame.astype({"user": np.int64, "item": np.int64})
 
     @property
     def n_users(self) -> int:
@@ -69,7 +79,7 @@ class InteractionTable:
 
     @property
     def n_interactions(self) -> int:
-        return int(len(self.events))
+        return int(len(self.columns["user"]))
 
     def user_index(self) -> dict:
         """Raw user id -> contiguous index."""
@@ -111,22 +121,20 @@ def build_table(
     else:
         names, behaviour = ["interaction"], np.zeros(len(frame), np.int8)
     value = frame["value"].to_numpy(np.float32) if "value" in frame else np.ones(len(frame), np.float32)
-    events = pd.DataFrame(
-        {
-            "user": users,
-            "item": items,
-            "ts": frame["ts"].to_numpy(np.int64),
-            "behaviour": behaviour,
-            "value": value,
-        }
-    )
+    events = {"user": users, "item": items, "ts": frame["ts"].to_numpy(np.int64), "behaviour": behaviour, "value": value}
     for extra, dtype in (("session", np.int64), ("pscore", np.float32)):
         if extra in frame:
             col = frame[extra]
             events[extra] = encode_ids(col)[0] if extra == "session" else col.to_numpy(dtype)
+    return InteractionTable(events, user_ids, item_ids, names, *align_features(item_ids, user_ids, item_features, user_features), source)
+
+
+def align_features(item_ids: np.ndarray, user_ids: np.ndarray, item_features: pd.DataFrame | None,
+              user_features: pd.DataFrame | None) -> tuple[np.ndarray | None, list[str], pd.DataFrame | None]:
+    """Align side features indexed by raw id to the contiguous ids: ``(item (n_items, F), names, users)``."""
     feats, feat_names = None, []
     if item_features is not None:
         aligned = item_features.reindex(item_ids).fillna(0.0)
         feats, feat_names = aligned.to_numpy(np.float32), [str(c) for c in aligned.columns]
     ufeats = user_features.reindex(user_ids).reset_index(drop=True) if user_features is not None else None
-    return InteractionTable(events, user_ids, item_ids, names, feats, feat_names, ufeats, source)
+    return feats, feat_names, ufeats

@@ -105,9 +105,10 @@ def test_damaged_cache_entry_is_rebuilt(tmp_path: Path) -> None:
     log.write_text("user,item,ts\n" + "".join(f"{u},{i},{i}\n" for u in range(3) for i in range(4)))
     cache = tmp_path / "cache"
     seq = prepare_dataset(log, cache_dir=cache)
-    (cache / seq.meta["key"] / "sequences.npz").write_bytes(b"garbage")
+    items = np.array(seq.items)  # a copy: the entry's file is about to be truncated under its mapping
+    (cache / seq.meta["key"] / "events.arrow").write_bytes(b"garbage")
     with pytest.warns(UserWarning, match="rebuilding damaged cache entry"):
         rebuilt = prepare_dataset(log, cache_dir=cache)
     assert not rebuilt.meta["cache_hit"]
-    np.testing.assert_array_equal(rebuilt.items, seq.items)
+    np.testing.assert_array_equal(rebuilt.items, items)
     assert prepare_dataset(log, cache_dir=cache).meta["cache_hit"]
