@@ -9,7 +9,10 @@ evaluation), ``evaluations.npz`` (the learning curve) and ``final_model.zip``.
 from __future__ import annotations
 
 import json
+import os
 import re
+import warnings
+import zipfile
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -356,18 +359,50 @@ def _eval_callback(cfg: TrainConfig, run: Path, resumed_from: int = 0):
         from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback as EvalCallback
     else:
         from stable_baselines3.common.callbacks import EvalCallback
-    callback = EvalCallback(eval_env, n_eval_episodes=cfg.eval_episodes, eval_freq=every, callback_on_new_best=_SaveBest(run / "best_model.zip"),
-                            log_path=str(run), deterministic=True, verbose=0)  # fmt: skip
-    if resumed_from and (run / "evaluations.npz").exists():
-        _restore_evaluations(callback, run / "evaluations.npz", resumed_from)
+    callback = _atomic_curve(EvalCallback)(eval_env, n_eval_episodes=cfg.eval_episodes, eval_freq=every,
+                                           callback_on_new_best=_SaveBest(run / "best_model.zip"), log_path=str(run),
+                                           deterministic=True, verbose=0)  # fmt: skip
+    if resumed_from and (run / CURVE_NAME).exists():
+        _restore_evaluations(callback, run / CURVE_NAME, resumed_from)
     return callback
+
+
+CURVE_NAME = "evaluations.npz"
+
+
+def _atomic_curve(cls: type) -> type:
+    """``cls`` (an SB3 evaluation callback) writing its ``evaluations.npz`` to a temporary file
+    renamed into place, so a run killed mid-write keeps its last whole learning curve."""
+
+    class AtomicCurve(cls):  # type: ignore[misc, valid-type]
+        def _init_callback(self) -> None:
+            super()._init_callback()
+            if self.log_path is not None:
+                self.curve = Path(self.log_path).with_name(CURVE_NAME)
+                self.log_path = str(self.curve.with_name(".evaluations.partial"))  # np.savez adds .npz
+
+        def _on_step(self) -> bool:
+            go_on = super()._on_step()
+            partial = Path(str(self.log_path) + ".npz") if self.log_path is not None else None
+            if partial is not None and partial.exists():
+                os.replace(partial, self.curve)
+            return go_on
+
+    return AtomicCurve
 
 
 def _restore_evaluations(callback, path: Path, upto: int) -> None:
     """Keep the curve's evaluations up to step ``upto`` (the resumed checkpoint) and the best
     return of any evaluation so far, which ``best_model.zip`` holds: a worse model after the
-    resume does not replace it."""
-    with np.load(path) as past:
+    resume does not replace it. A damaged curve (a kill mid-write, before writes were atomic)
+    is dropped with a one-line warning; training goes on with a fresh one."""
+    try:
+        past = np.load(path)
+        past.files  # noqa: B018 -- reads the zip directory: a truncated file fails here
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        warnings.warn(f"{path}: damaged learning curve ({err}); starting a fresh one", stacklevel=2)
+        return
+    with past:
         keep = past["timesteps"] <= upto
         callback.evaluations_timesteps = past["timesteps"][keep].tolist()
         callback.evaluations_results = past["results"][keep].tolist()

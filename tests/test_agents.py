@@ -97,6 +97,7 @@ def test_resume_after_kill_continues_from_checkpoint(tiny_bundle: Path, tmp_path
     kept = curve_before[curve_before <= killed_at]
     np.testing.assert_array_equal(curve[: len(kept)], kept)
     assert len(kept) >= 2 and curve[-1] > killed_at
+    assert not list(run.glob(".evaluations.partial*"))  # written beside, then renamed into place
 
 
 def test_bad_training_options_and_corrupt_model(tiny_bundle: Path, tmp_path: Path) -> None:
@@ -154,3 +155,21 @@ def test_every_policy_is_a_policy_and_act_is_required() -> None:
 
     with pytest.raises(TypeError, match="abstract"):
         NoAct()
+
+
+def test_a_damaged_learning_curve_is_dropped_with_a_warning(tmp_path: Path) -> None:
+    from seqrec.agents.train import _restore_evaluations
+
+    class Callback:  # what _restore_evaluations fills in
+        evaluations_timesteps: list = []
+
+    path = tmp_path / "evaluations.npz"
+    np.savez(path, timesteps=np.array([128, 256, 384]), results=np.ones((3, 2)), ep_lengths=np.ones((3, 2)))
+    whole = Callback()
+    _restore_evaluations(whole, path, upto=256)
+    assert whole.evaluations_timesteps == [128, 256] and whole.best_mean_reward == 1.0
+    path.write_bytes(path.read_bytes()[:40])  # a kill mid-write
+    cut = Callback()
+    with pytest.warns(UserWarning, match="damaged learning curve"):
+        _restore_evaluations(cut, path, upto=256)
+    assert cut.evaluations_timesteps == []
