@@ -9,6 +9,14 @@ steps/s on a big bundle):
           split, write the memory-mapped cache entry) on synthetic ``user,item,behaviour,time``
           CSV logs with pv/cart/fav/buy events, beside the yardstick: ``pandas.read_csv`` of the
           same file. Targets: prep ≤ 3× the read, peak RSS ≤ 4 GB at 50M events.
+``bundle`` ``seqrec prepare`` with default options (so its 45-minute time budget) on logs of the
+          ``funnel`` preset of the documented generative model (pv/fav/cart/buy, about 15 events
+          per user, one item per 100 events: 10M events over 100k items), which have a known
+          truth and real structure for the simulator to learn (uniform random logs have none,
+          and the sanity gate rightly refuses them); then an env process on each bundle
+          (``gymnasium.make`` + reset + 200 steps): its peak RSS. Targets at 10M events:
+          ≤ 60 min, peak RSS ≤ 8 GB, click AUC above popularity's; env process ≤ 1.5 GB.
+          ``--sizes 100k,1M,10M``; a log already in ``--dir`` is reused (the generator is seeded).
 
 Every measurement runs in its own process (``--one KIND PATH``), so its peak RSS is its own;
 with ``--repeats`` the best of the runs is reported. The logs are written by a vectorised
@@ -92,6 +100,19 @@ def one(kind: str, path: Path) -> dict:
             seconds = time.perf_counter() - t0
             extra = {"events_kept": seq.n_events, "users": seq.n_users, "items": seq.n_items}
             del seq
+    elif kind == "env":
+        import gymnasium as gym
+
+        import seqrec  # noqa: F401  (registers SeqRec-v0)
+
+        env = gym.make("SeqRec-v0", bundle=str(path))
+        t0 = time.perf_counter()
+        env.reset(seed=0)
+        for _ in range(200):
+            if any(env.step(env.action_space.sample())[2:4]):
+                env.reset()
+        seconds = time.perf_counter() - t0
+        extra = {"steps_per_s": round(200 / seconds, 1)}
     else:
         raise SystemExit(f"unknown measurement {kind!r}")
     return {"seconds": round(seconds, 3), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), **extra}
@@ -136,7 +157,62 @@ def part_prep(args: argparse.Namespace) -> None:
               f"{prep['seconds'] / read['seconds']:.2f}× | {prep['peak_rss_mb'] / 1024:.2f} |")  # fmt: skip
 
 
-PARTS: dict[str, Callable[[argparse.Namespace], None]] = {"prep": part_prep}
+def funnel_log(folder: Path, n_events: int) -> Path:
+    """A ``funnel``-preset log of about ``n_events`` events (15.5 per user, one item per 100 events)."""
+    if not (folder / "events.csv").exists():
+        from seqrec.data.synth_presets import synth_preset
+        from seqrec.data.synthetic import write_synthetic
+
+        t0 = time.perf_counter()
+        write_synthetic(folder, synth_preset("funnel", n_users=max(n_events * 2 // 31, 50), n_items=max(n_events // 100, 50)))
+        print(f"# wrote {folder} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return folder
+
+
+def build(log: Path, out: Path) -> dict:
+    """``seqrec prepare LOG --out OUT`` with default options, under ``/usr/bin/time``: wall s and peak RSS."""
+    cmd = ["/usr/bin/time", "-f", "%e %M", sys.executable, "-m", "seqrec.cli.main", "prepare", str(log), "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise SystemExit(f"prepare {log} failed:\n{done.stderr[-2000:]}")
+    wall, rss_kb = done.stderr.strip().splitlines()[-1].split()
+    return {"seconds": float(wall), "peak_rss_mb": int(rss_kb) // 1024}
+
+
+def bundle_row(out: Path) -> dict:
+    """One row of the bundle table from a built bundle (``bundle.json``, ``fidelity.json``)."""
+    meta = json.loads((out / "bundle.json").read_text())
+    fidelity = json.loads((out / "fidelity.json").read_text())
+    click = fidelity["click_model"]
+    budget = meta.get("budget") or {}
+    subsampled = [k for k in ("pretrain", "simulator") if (budget.get(k) or {}).get("subsampled")]
+    return {"events": fidelity["dataset"]["n_events"], "users": meta["n_users"], "items": meta["n_items"], "stages": meta.get("stage_seconds", {}),
+            "subsampled": subsampled, "auc": click.get("auc"), "popularity_auc": click.get("popularity_auc")}
+
+
+def part_bundle(args: argparse.Namespace) -> None:
+    """Bundle build time, peak RSS and simulator quality, and an env process's memory, per log size."""
+    rows = []
+    for size in args.sizes.split(","):
+        log = funnel_log(args.dir / f"funnel-{size}", parse_size(size))
+        out = args.dir / f"bundle-{size}"
+        built = build(log, out) if args.rebuild or not (out / "bundle.json").exists() else json.loads((out / "build.json").read_text())
+        (out / "build.json").write_text(json.dumps(built))
+        env = measure("env", out, 1)
+        rows.append((size, built, bundle_row(out), env))
+        print(f"# {size}: {built} {rows[-1][2]} env {env}", file=sys.stderr)
+    print(f"`python benchmarks/scale.py --part bundle --sizes {args.sizes}` — {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC\n")
+    print("| events | users | items | bundle (s) | prep / pretrain / simulator / report (s) | epochs subsampled | peak RSS (GB) | click AUC / popularity AUC | env process RSS (GB) |")
+    print("|---:|---:|---:|---:|---|---|---:|---|---:|")
+    for size, built, row, env in rows:
+        st = row["stages"]
+        stages = " / ".join(f"{st.get(k, 0):.0f}" for k in ("data preparation", "encoder pretraining", "simulator fit", "fidelity report"))
+        print(f"| {row['events']:,} | {row['users']:,} | {row['items']:,} | {built['seconds']:.0f} | {stages} | "
+              f"{', '.join(row['subsampled']) or 'none'} | {built['peak_rss_mb'] / 1024:.2f} | "
+              f"{row['auc']} / {row['popularity_auc']} | {env['peak_rss_mb'] / 1024:.2f} |")  # fmt: skip
+
+
+PARTS: dict[str, Callable[[argparse.Namespace], None]] = {"prep": part_prep, "bundle": part_bundle}
 
 
 def main() -> None:
@@ -146,6 +222,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="runs per measurement; the best is reported")
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "seqrec-scale", help="where the logs go")
     parser.add_argument("--keep", action="store_true", help="keep the generated logs")
+    parser.add_argument("--rebuild", action="store_true", help="bundle part: rebuild bundles already in --dir")
     parser.add_argument("--one", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
