@@ -174,7 +174,8 @@ class PretrainConfig:
     """Optional wall-clock budget of the training loop (validation included). The step time
     measured over the first ``PROBE_STEPS`` steps sets how many examples an epoch may draw so
     that ``BUDGET_EPOCHS`` epochs fit (a fresh random subset each epoch: a large log is
-    subsampled, never given up on); training also stops after the epoch that crosses it.
+    subsampled, never given up on); the step that crosses it ends training (after one last
+    validation).
     ``metrics.json`` records the examples per epoch used."""
     examples_per_epoch: int | None = None
     """At most this many training examples per epoch, a fresh random subset each epoch

@@ -260,6 +260,8 @@ def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, o
             if not budget.probed and b == PROBE_STEPS:
                 budget.probe(time.perf_counter() - t0, b, valid_seconds)
                 progress.total = planned()
+            if budget.exhausted():  # end the epoch here: validate, keep the best, stop
+                break
         train_seconds += time.perf_counter() - t0
         valid = _evaluate(scored, seq, "valid", train)
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start

@@ -193,6 +193,8 @@ def fit_response_model_dim(seq: SequenceData, clicks: ClickLog, cfg: SimulatorCo
             if not budget.probed and b == PROBE_STEPS:
                 budget.probe(time.perf_counter() - t0, b, valid_seconds)
                 sched.T_max = max(budget.planned_epochs(cfg.epochs) * budget.steps(), 1)  # the cosine spans the planned steps
+            if budget.exhausted():  # end the epoch here: validate, keep the best, stop
+                break
         return total / max(seen, 1)
 
     def optimiser(epochs: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.CosineAnnealingLR]:

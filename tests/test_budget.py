@@ -60,8 +60,16 @@ def test_a_time_budget_subsamples_pretraining_epochs(small_log, tmp_path: Path) 
     assert json.loads((tmp_path / "metrics.json").read_text())["budget"] == m["budget"]
 
 
+def test_the_step_that_spends_the_budget_ends_training(small_log, tmp_path: Path) -> None:
+    m = _pretrain(small_log, tmp_path, epochs=5, max_seconds=1e-3)
+    assert m["epochs"] == 1 and m["history"][0]["examples"] == 16  # one step, then validation, test and the checkpoint
+    assert (tmp_path / "encoder.pt").exists()
+    cfg = SimulatorConfig(epochs=5, dim=8, dim_search=(), batch_size=16, max_history=10, max_seconds=1e-3)
+    assert fit_simulator(small_log, cfg).info["response"]["epochs_run"] == 1
+
+
 def test_a_time_budget_subsamples_the_simulator_fit(small_log) -> None:
-    cfg = SimulatorConfig(epochs=30, patience=30, dim=8, dim_search=(), batch_size=16, max_history=10, max_seconds=1.0)
+    cfg = SimulatorConfig(epochs=30, patience=30, dim=8, dim_search=(), batch_size=16, max_history=10, max_seconds=4.0)
     info = fit_simulator(small_log, cfg).info["response"]
     assert info["budget"]["subsampled"] and info["epochs_run"] < 30
     capped = fit_simulator(small_log, SimulatorConfig(epochs=1, dim=8, dim_search=(), max_history=10, examples_per_epoch=50)).info["response"]
