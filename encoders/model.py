@@ -25,6 +25,7 @@ on the input embeddings and on the state, during training only.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +49,52 @@ def fit_length(x: Tensor, length: int) -> Tensor:
     if x.shape[1] >= length:
         return x[:, x.shape[1] - length :]
     return F.pad(x, (length - x.shape[1], 0), value=PAD)
+
+
+class DenseSessionGraph(NamedTuple):
+    """The session graphs of a batch as dense per-sequence matrices over its ``n`` positions.
+
+    A node (a distinct item of a sequence) is represented by its first position. ``same``
+    (B, n, n) float: 1 where two valid positions hold the same item; ``weights`` (B, 2n, n):
+    row ``v`` holds SR-GNN's ``1 / deg_in(v)`` at the first position of each distinct
+    predecessor node and row ``n + v`` holds ``1 / deg_out(v)`` at each distinct successor's,
+    so ``weights @ x`` gives the two means that :class:`~seqrec.encoders.gnn.SessionGatedConv`
+    aggregates; ``node_position`` (N,) long: the flat position ``b * n + t`` of each node's
+    first position; ``position_node`` (B, n) long: each position's node in ``0..N-1``, -1 at
+    padding; ``last_position`` (B,) long: the last valid position, -1 for an empty sequence.
+    """
+
+    same: Tensor
+    weights: Tensor
+    node_position: Tensor
+    position_node: Tensor
+    last_position: Tensor
+
+
+def dense_session_graph(items: Tensor) -> DenseSessionGraph:
+    """The graphs of :func:`~seqrec.encoders.graph.build_session_graph` (distinct-item nodes,
+    deduplicated transitions between consecutive valid items, degree-normalised weights) as
+    dense matrices: one batched matmul over (B, n, n), no sort or unique.
+
+    Shapes: items ``(B, n)`` long (PAD = -1 anywhere) -> :class:`DenseSessionGraph` with N nodes.
+    """
+    B, n = items.shape
+    valid = items != PAD
+    col = torch.arange(n, device=items.device)
+    same_b = (items[:, :, None] == items[:, None, :]) & valid[:, :, None] & valid[:, None, :]
+    first = valid & ~(same_b & (col[None, :] < col[:, None])).any(2)  # a node's first position
+    latest = torch.cummax(torch.where(valid, col, -1), dim=1).values  # last valid position <= t
+    prev = F.pad(latest[:, :-1], (1, 0), value=-1)  # the previous valid position, -1 if none
+    # follows[u, t]: position t's predecessor holds u's item; node u -> node v iff it holds for some t of v's item
+    follows = same_b.gather(2, prev.clamp(min=0)[:, None, :].expand(B, n, n)) & (prev >= 0)[:, None, :]
+    same = same_b.to(torch.float32)
+    adj = torch.bmm(follows.to(torch.float32), same) > 0  # (B, u, v)
+    into = (adj & first[:, :, None]).transpose(1, 2).to(torch.float32)  # (B, v, u): distinct predecessors
+    out = (adj & first[:, None, :]).to(torch.float32)  # (B, u, v): distinct successors
+    weights = torch.cat([into / into.sum(2, keepdim=True).clamp(min=1), out / out.sum(2, keepdim=True).clamp(min=1)], dim=1)
+    node_rank = (torch.cumsum(first.flatten(), 0) - 1).reshape(B, n)  # node index at first positions
+    position_node = torch.where(valid, ((same_b & first[:, None, :]) * node_rank[:, None, :]).sum(2), -1)
+    return DenseSessionGraph(same, weights, first.flatten().nonzero().squeeze(1), position_node, latest[:, -1])
 
 
 class SequenceEncoder(nn.Module):
@@ -146,9 +193,30 @@ class SequenceEncoder(nn.Module):
         """
         return self.forward_branches(items, behaviours)[0]
 
-    def forward_branches(self, items: Tensor, behaviours: Tensor | None = None) -> tuple[Tensor, list[Tensor]]:
+    def infer(self, items: Tensor, behaviours: Tensor | None = None, item_table: Tensor | None = None) -> Tensor:
+        """Eval-mode states without autograd, the environment's fast path: (B, L) -> (B, dim).
+
+        The same function as :meth:`forward` in eval mode (equal up to float rounding), with the
+        session graph propagated densely per sequence (:func:`dense_session_graph`) instead of
+        through torch-geometric's sparse message passing, which at the env's batch sizes costs
+        far more in per-call overhead than in arithmetic.
+
+        :param item_table: ``_item_table()`` cached by a caller that encodes often (only used
+            with item side features, whose table is otherwise rebuilt per call).
+        :raises ValueError: the module is in training mode (dropout would be applied).
+        """
+        if self.training:
+            raise ValueError("infer() is the eval-mode fast path; call .eval() first (or use forward)")
+        with torch.no_grad():
+            return self.forward_branches(items, behaviours, dense_graph=True, item_table=item_table)[0]
+
+    def forward_branches(self, items: Tensor, behaviours: Tensor | None = None, *, dense_graph: bool = False,
+                         item_table: Tensor | None = None) -> tuple[Tensor, list[Tensor]]:
         """Encode histories; also return the parallel branches' own states.
 
+        :param dense_graph: propagate the session graph densely (:meth:`infer`'s path; same
+            function, no sparse graph is built).
+        :param item_table: a cached ``_item_table()`` (side features only; see :meth:`infer`).
         :return: the state (B, dim) as :meth:`forward` gives it, and for ``cnn+gnn`` with
             ``parallel`` fusion the CNN and GNN branch states ``[(B, dim), (B, dim)]`` before
             the mix and before the state dropout (pretraining's ``branch_loss`` scores them);
@@ -166,22 +234,23 @@ class SequenceEncoder(nn.Module):
         # (B, 50, d) tensor three ways would make its backward zero-fill and add three
         # full-size gradients; two lookups only scatter into the (n_items + 1, d) table.
         recent = min(items.shape[1], self._recent_len)
-        emb = self._embed(items[:, -recent:], None if codes is None else codes[:, -recent:])
-        older = self._embed(items[:, :-recent], None if codes is None else codes[:, :-recent]) if recent < items.shape[1] else None
+        emb = self._embed(items[:, -recent:], None if codes is None else codes[:, -recent:], item_table)
+        older = self._embed(items[:, :-recent], None if codes is None else codes[:, :-recent], item_table) if recent < items.shape[1] else None
+        graph_state = self._dense_graph_state if dense_graph else self._graph_state
 
         branches: list[Tensor] = []
         if cfg.encoder == "cnn":
             state = self.cnn(emb[:, -cfg.cnn_window :])
         elif cfg.encoder == "gnn":
-            state = self._graph_state(items, emb, emb, older)
+            state = graph_state(items, emb, emb, older)
         elif self.gate is None:  # stacked: per-position Caser features -> node features
             context = cfg.gnn_len + cfg.cnn_window - 1  # the first graph position sees a full window
             mask = items[:, -cfg.gnn_len :] != PAD
             conv = self.cnn(emb[:, -context:])[:, -cfg.gnn_len :] * mask.unsqueeze(-1)
-            state = self._graph_state(items, conv, emb, older)
+            state = graph_state(items, conv, emb, older)
         else:  # parallel: both branches on the embeddings, gated mix
             conv = self.cnn(emb[:, -cfg.cnn_window :])
-            graph = self._graph_state(items, emb, emb, older)
+            graph = graph_state(items, emb, emb, older)
             both = torch.cat([conv, graph], dim=-1)
             if cfg.parallel_mix == "concat":
                 state = self.gate(both)
@@ -191,15 +260,16 @@ class SequenceEncoder(nn.Module):
             branches = [conv, graph]
         return self.state_dropout(state), branches
 
-    def _embed(self, items: Tensor, codes: Tensor | None) -> Tensor:
+    def _embed(self, items: Tensor, codes: Tensor | None, item_table: Tensor | None = None) -> Tensor:
         """Input embeddings with input dropout: (B, T) ids (PAD = -1) -> (B, T, d), zeros at PAD.
 
         PAD looks up the table's zero row 0 (and behaviour code 0), so no mask multiply is needed.
         Without side features the table is the embedding weight itself (its row 0 is zero and,
-        as ``padding_idx``, gets no gradient), so no (n_items + 1, d) copy is made per lookup.
+        as ``padding_idx``, gets no gradient), so no (n_items + 1, d) copy is made per lookup;
+        with them, ``item_table`` is a cached ``_item_table()`` (built here when None).
         """
         if self.config.n_item_features:
-            emb = F.embedding(items + 1, self._item_table())
+            emb = F.embedding(items + 1, self._item_table() if item_table is None else item_table)
         else:
             emb = F.embedding(items + 1, self.item_embedding.weight, padding_idx=0)
         if codes is not None:
@@ -230,6 +300,31 @@ class SequenceEncoder(nn.Module):
         h = F.pad(h, (0, 0, 1, 0))  # row 0 = padding position / empty sequence
         h_pos = h[pos + 1]  # (B, gnn_len, d), zeros at padding
         h_last = h[graph.last_node + 1]
+        return self._read_out(items, h_pos, h_last, recent, older)
+
+    def _dense_graph_state(self, items: Tensor, node_inputs: Tensor, recent: Tensor, older: Tensor | None) -> Tensor:
+        """:meth:`_graph_state` with the graph propagated densely (:func:`dense_session_graph`); same shapes.
+
+        Messages are summed by one batched matmul over positions; the GRU runs once per node
+        (at its first position), and every position of a node reads that node's state back.
+        """
+        n = self.config.gnn_len
+        graph = dense_session_graph(items[:, -n:])
+        B, d = items.shape[0], node_inputs.shape[-1]
+        nodes = graph.node_position
+        rows_in = nodes + nodes.div(n, rounding_mode="floor") * n  # the node's a_in row of the (B * 2n, d) messages
+        x = torch.bmm(graph.same, node_inputs[:, -n:]) / graph.same.sum(2, keepdim=True).clamp(min=1)  # (B, n, d)
+        h = x.reshape(B * n, d).index_select(0, nodes)  # (N, d): the mean input over each node's positions
+        for _ in range(self.gnn.num_steps):  # SessionGatedConv.forward: a_in, a_out, then the GRU
+            a = torch.bmm(graph.weights, x).reshape(B * 2 * n, d)
+            h = self.gnn.gru(torch.cat([a.index_select(0, rows_in), a.index_select(0, rows_in + n)], dim=1), h)
+            x = F.embedding(graph.position_node + 1, F.pad(h, (0, 0, 1, 0)))  # (B, n, d); padding reads the zero row
+        h_last = x.gather(1, graph.last_position.clamp(min=0)[:, None, None].expand(B, 1, d)).squeeze(1)  # zeros when empty
+        return self._read_out(items, x, h_last, recent, older)
+
+    def _read_out(self, items: Tensor, h_pos: Tensor, h_last: Tensor, recent: Tensor, older: Tensor | None) -> Tensor:
+        """The readout over every column: graph states (B, gnn_len, d) after the older input embeddings."""
+        n = self.config.gnn_len
         before = [part for part in (older, recent[:, : recent.shape[1] - n]) if part is not None and part.shape[1]]
         if before:  # older positions: input embeddings
             h_pos = torch.cat([*before, h_pos], dim=1)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from seqrec.infra.errors import SeqrecError
+
+if TYPE_CHECKING:
+    import torch
 
 ObsMode = Literal["embedding", "ids"]
 ActionMode = Literal["item", "candidates", "slate", "continuous"]
@@ -35,6 +38,14 @@ class EnvConfig:
     test event is held out; it stays available for offline evaluation)."""
     mask_consumed: bool = True
     """``action_masks()`` excludes items already in the user's history."""
+    device: str = "cpu"
+    """Where the encoder, the simulator and the session tensors live (``"cpu"``, ``"cuda"``,
+    ``"cuda:1"`` …); they stay there between steps. Worth it for the batched env with many
+    sub-envs; the default ``"cpu"`` is the tested path."""
+    obs_backend: Literal["numpy", "torch"] = "numpy"
+    """``numpy``: observations are NumPy arrays (what SB3 expects); ``torch``: the batched env
+    returns them as torch tensors on ``device``, with no copy to the host (the single env is
+    always NumPy). Rewards, flags and ``info`` are NumPy either way."""
 
     def __post_init__(self) -> None:
         if self.obs_mode not in ("embedding", "ids"):
@@ -45,3 +56,23 @@ class EnvConfig:
             raise SeqrecError("n_candidates, slate_size and max_episode_steps must be >= 1")
         if self.start not in ("valid", "test", "train"):
             raise SeqrecError(f"start must be train, valid or test, not {self.start!r}")
+        if self.obs_backend not in ("numpy", "torch"):
+            raise SeqrecError(f"obs_backend must be 'numpy' or 'torch', not {self.obs_backend!r}")
+        check_device(self.device)
+
+
+def check_device(device: str) -> "torch.device":
+    """``device`` as a ``torch.device``; a one-line error when it is malformed or not present here."""
+    import torch  # here, not at import: the CLI reads these defaults without loading torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise SeqrecError(f"device {device!r} is not a torch device ({err})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SeqrecError(f"device {device!r} asked for, but CUDA is not available here; use device='cpu'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise SeqrecError(f"device {device!r} asked for, but only {torch.cuda.device_count()} CUDA device(s) exist")
+    if dev.type not in ("cpu", "cuda"):
+        raise SeqrecError(f"device {device!r}: only 'cpu' and 'cuda' devices are supported")
+    return dev

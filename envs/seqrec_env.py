@@ -80,6 +80,8 @@ class SeqRecEnv(gym.Env):
     | ``reward_weights`` | dict | ``{"click": 1.0}`` |
     | ``start`` | str | ``"valid"`` |
     | ``mask_consumed`` | bool | True |
+    | ``device`` | str | ``"cpu"`` (``"cuda"``: models and session tensors on the GPU; for the batched env) |
+    | ``obs_backend`` | ``"numpy"`` or ``"torch"`` | ``"numpy"`` (``"torch"``: the batched env's observations as tensors on ``device``) |
     | ``render_mode`` | ``"ansi"`` or None | None |
 
     ## Example
@@ -97,13 +99,15 @@ class SeqRecEnv(gym.Env):
     (True, True)
 
     ## Version History
-    - v0: initial version.
+    - v0: initial version (``device`` and ``obs_backend`` added later, defaults unchanged).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
     def __init__(self, bundle: str | Path | Bundle | None = None, render_mode: str | None = None, **options: Any):
         self.config = EnvConfig(**options)
+        if self.config.obs_backend != "numpy":
+            raise SeqrecError("obs_backend='torch' is an option of the batched env (gymnasium.make_vec); the single env returns NumPy")
         if render_mode not in (None, "ansi"):
             raise SeqrecError(f"render_mode must be None or 'ansi', not {render_mode!r}")
         self.render_mode = render_mode
@@ -145,9 +149,7 @@ class SeqRecEnv(gym.Env):
         """
         if self.sessions.state is None:
             raise SeqrecError("Call reset before using step method.")
-        if not self.action_space.contains(_as_space_value(action, self.action_space)):
-            raise SeqrecError(f"{action!r} ({type(action)}) invalid for action space {self.action_space}")
-        out = self.sessions.step(np.asarray(action)[None])
+        out = self.sessions.step(self._checked(action), checked=True)
         info = {k: v[0] for k, v in out.info.items()}
         info["behaviour_name"] = self._behaviour_name(int(info["behaviour"]))
         if self.render_mode == "ansi":
@@ -155,6 +157,16 @@ class SeqRecEnv(gym.Env):
         # Truncation is the TimeLimit wrapper's job (registered with max_episode_steps=50), as
         # in Gymnasium's own envs, so `gymnasium.make(..., max_episode_steps=N)` is honoured.
         return self._obs(), float(out.reward[0]), bool(out.terminated[0]), False, info
+
+    def _checked(self, action: Action) -> np.ndarray:
+        """``action`` as a batch of one, or a :class:`SeqrecError` naming it when it is outside the space."""
+        space = self.action_space
+        if isinstance(space, gym.spaces.Discrete) and isinstance(action, (int, np.integer)) and not isinstance(action, bool):
+            if 0 <= action < space.n:  # the common case, without building a space sample
+                return np.array([action], np.int64)
+        elif space.contains(_as_space_value(action, space)):
+            return np.asarray(action)[None]
+        raise SeqrecError(f"{action!r} ({type(action)}) invalid for action space {space}")
 
     def _behaviour_name(self, b: int) -> str:
         return self.sessions.simulator.behaviour_names[b] if b >= 0 else "none"

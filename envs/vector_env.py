@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
@@ -23,6 +24,11 @@ class SeqRecVectorEnv(VectorEnv):
     ``s + i``. Finished sub-envs restart in the same step (``AutoresetMode.SAME_STEP``): the
     returned observation is the new episode's first, and ``info["final_obs"]`` /
     ``info["final_info"]`` hold the last one's.
+
+    With ``device="cuda"`` the encoder, the simulator and every session tensor stay on the GPU
+    between steps; observations are copied to NumPy for SB3 unless ``obs_backend="torch"``,
+    which returns them as tensors on the device (``info["final_obs"]`` then holds tensors).
+    Actions may be NumPy arrays or tensors (on any device).
 
     >>> import gymnasium as gym, seqrec
     >>> envs = gym.make_vec("SeqRec-v0", num_envs=64, vectorization_mode="vector_entry_point")  # doctest: +SKIP
@@ -55,21 +61,27 @@ class SeqRecVectorEnv(VectorEnv):
             self._base = np.concatenate([seed_keys(s, 1) for s in seed])
         self._episode[:] = 0
         self.sessions.reset_rows(np.arange(self.num_envs), derive(self._base, self._episode))
-        return self.sessions.observation(), {"user": self.sessions.state.users.numpy().copy()}
+        return self._observation(), {"user": self.sessions.state.users.cpu().numpy().copy()}
 
     def step(self, actions):
         out = self.sessions.step(actions)
         info: dict[str, Any] = dict(out.info)
         done = np.flatnonzero(out.terminated | out.truncated)
         if len(done):
-            final = self.sessions.observation()
+            final = self._observation()
             info["final_obs"] = _rows(final, done, self.num_envs)
             info["_final_obs"] = np.isin(np.arange(self.num_envs), done)
             info["final_info"] = {k: v for k, v in out.info.items()}
             info["_final_info"] = info["_final_obs"]
             self._episode[done] += 1
             self.sessions.reset_rows(done, derive(self._base[done], self._episode[done]))
-        return self.sessions.observation(), out.reward, out.terminated, out.truncated, info
+        return self._observation(), out.reward, out.terminated, out.truncated, info
+
+    def _observation(self):
+        """The batched observation: NumPy arrays, or tensors on the device with ``obs_backend="torch"``."""
+        if self.config.obs_backend == "torch":
+            return self.sessions.observation_tensors()
+        return self.sessions.observation()
 
     def action_masks(self) -> np.ndarray:
         return self.sessions.action_masks()
@@ -79,5 +91,10 @@ def _rows(obs, rows: np.ndarray, n: int) -> np.ndarray:
     """An object array of per-env final observations (None where the env did not finish)."""
     out = np.empty(n, dtype=object)
     for r in rows:  # only the finished rows: plumbing for the info dict, not the hot path
-        out[r] = {k: v[r].copy() for k, v in obs.items()} if isinstance(obs, dict) else obs[r].copy()
+        out[r] = {k: _copy(v[r]) for k, v in obs.items()} if isinstance(obs, dict) else _copy(obs[r])
     return out
+
+
+def _copy(x):
+    """A copy of one row of an observation (NumPy or torch)."""
+    return x.clone() if isinstance(x, torch.Tensor) else x.copy()

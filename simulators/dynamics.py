@@ -122,17 +122,25 @@ def compact_left(history: Tensor, keep: Tensor, length: int, *extra: Tensor) -> 
     return tuple(torch.where(pad, torch.full_like(t, -1), t) for t in out)
 
 
-def push_click(state: SimState, clicked: Tensor, items: Tensor, behaviours: Tensor, decay: float, idle_decay: float) -> SimState:
+def push_click(state: SimState, clicked: Tensor, items: Tensor, behaviours: Tensor, decay: float, idle_decay: float,
+               any_click: bool | None = None) -> SimState:
     """Next state after one step: clicked items enter the history, satiation and misses move.
 
     :param clicked: ``(B,)`` bool; ``items`` / ``behaviours``: ``(B,)`` long (ignored where not clicked).
+    :param any_click: ``bool(clicked.any())`` when the caller knows it already.
+
+    The new state shares the history tensors of ``state`` when nobody clicked (states are never
+    written in place; :meth:`SimState.replace_rows` copies).
     """
+    misses = (state.misses + 1) * ~clicked
+    if not (bool(clicked.any()) if any_click is None else any_click):  # nothing enters any history: one multiply instead of three shifted copies
+        return SimState(users=state.users, history=state.history, behaviours=state.behaviours, misses=misses,
+                        satiation=state.satiation * idle_decay, steps=state.steps + 1)
     c = clicked[:, None]
     hist = torch.where(c, torch.cat([state.history[:, 1:], items[:, None]], dim=1), state.history)
     beh = torch.where(c, torch.cat([state.behaviours[:, 1:], behaviours[:, None]], dim=1), state.behaviours)
     ones = torch.ones_like(state.satiation[:, :1])
     sat = torch.where(c, torch.cat([state.satiation[:, 1:] * decay, ones], dim=1), state.satiation * idle_decay)
-    misses = torch.where(clicked, torch.zeros_like(state.misses), state.misses + 1)
     return SimState(users=state.users, history=hist, behaviours=beh, misses=misses, satiation=sat, steps=state.steps + 1)
 
 

@@ -102,6 +102,7 @@ class UserSimulator:
         dev = self._tables.q.device
         self._positive = torch.zeros(max(len(self.behaviour_names), 1), dtype=torch.bool, device=dev)
         self._positive[self.positive_behaviours] = True
+        self._exam: dict[tuple, Tensor] = {}
 
     def __repr__(self) -> str:
         return (f"UserSimulator(n_users={self.n_users}, n_items={self.n_items}, behaviours={self.behaviour_names}, "
@@ -170,23 +171,29 @@ class UserSimulator:
         return SimState(users=users, history=hist, behaviours=beh, misses=zero, satiation=sat, steps=zero.clone())
 
     # -- the model ------------------------------------------------------------------------
-    def click_probability(self, state: SimState, items: Tensor) -> Tensor:
+    def click_probability(self, state: SimState, items: Tensor, *, validate: bool = True) -> Tensor:
         """P(click) of each item if shown alone, satiation included.
 
         :param items: ``(B,)`` or ``(B, K)`` long.
+        :param validate: check ``items`` (ids, shape, batch); a caller that has checked them
+            already (the envs) passes False and ``items`` as a long tensor on :attr:`device`.
         :return: same shape as ``items``, float in (0, 1).
         """
-        items = self._check_ids(items, "items", self.n_items, (1, 2)).to(self.device)
-        if items.shape[0] != state.batch_size:
-            raise SeqrecError(f"items has batch {items.shape[0]} but the state has {state.batch_size} users")
+        if validate:
+            items = self._check_ids(items, "items", self.n_items, (1, 2)).to(self.device)
+            if items.shape[0] != state.batch_size:
+                raise SeqrecError(f"items has batch {items.shape[0]} but the state has {state.batch_size} users")
         single = items.dim() == 1
         it = items[:, None] if single else items
         # the model's (B, L, K) similarity terms: score K in blocks that keep them near 2^24 floats,
         # so scoring a whole large catalogue for a batch of users stays within memory
         block = max(1, (1 << 24) // max(it.shape[0] * max(state.history.shape[1], 1), 1))
         with torch.no_grad():
-            z = torch.cat([self.model(state.users, state.history, it[:, k:k + block], satiation=state.satiation, tables=self._tables)
-                           for k in range(0, it.shape[1], block)], dim=1)  # fmt: skip
+            if it.shape[1] <= block:
+                z = self.model(state.users, state.history, it, satiation=state.satiation, tables=self._tables)
+            else:
+                z = torch.cat([self.model(state.users, state.history, it[:, k:k + block], satiation=state.satiation, tables=self._tables)
+                               for k in range(0, it.shape[1], block)], dim=1)  # fmt: skip
             p = self.calibration.probability(z)
         return p[:, 0] if single else p
 
@@ -195,7 +202,7 @@ class UserSimulator:
         return self.exit_model.probability(state.misses)
 
     def step(self, state: SimState, items: Tensor, generator: torch.Generator | None = None, *,
-             noise: Tensor | None = None) -> StepResult:
+             noise: Tensor | None = None, validate: bool = True) -> StepResult:
         """Show each user one item ``(B,)`` or a slate ``(B, k)`` and simulate the response.
 
         Slates follow the cascade model: positions are examined in order, position ``j`` with
@@ -204,35 +211,56 @@ class UserSimulator:
         Draws per step: ``B * k`` click uniforms, ``B`` outcome uniforms, ``B`` exit uniforms,
         from ``generator`` — or, given ``noise`` ``(B, k + 2)`` uniforms, from those (the envs
         pass per-user counter-based draws so a user behaves the same alone or in a batch).
+        ``validate=False``: ``items`` (long, on :attr:`device`) and ``noise`` are known good
+        (see :meth:`click_probability`).
         """
-        p = self.click_probability(state, items)
+        p = self.click_probability(state, items, validate=validate)
         dev = self.device
         single = p.dim() == 1
         P = p[:, None] if single else p
-        it = (items[:, None] if single else items).to(dev).long()
+        it = items[:, None] if single else items
         B, k = P.shape
+        if validate:
+            it = it.to(dev).long()
+            if noise is not None and tuple(noise.shape) != (B, k + 2):
+                raise SeqrecError(f"noise must have shape ({B}, {k + 2}), got {tuple(noise.shape)}")
         if noise is None:
             if generator is None:
                 raise SeqrecError("step needs a torch.Generator or a noise tensor of uniforms")
             noise = torch.rand(B, k + 2, generator=generator, device=dev)
-        elif tuple(noise.shape) != (B, k + 2):
-            raise SeqrecError(f"noise must have shape ({B}, {k + 2}), got {tuple(noise.shape)}")
         noise = noise.to(device=dev, dtype=P.dtype)
-        u_click, u_out, u_exit = noise[:, :k], noise[:, k], noise[:, k + 1]
-        exam = self.config.examination_decay ** torch.arange(k, device=dev, dtype=P.dtype)
-        q = P * exam  # P(examined and clicked | reached)
-        hit = u_click < q
-        clicked = hit.any(dim=1)
-        pos = torch.where(clicked, hit.to(torch.int8).argmax(dim=1), torch.full((B,), -1, device=dev, dtype=torch.long))
-        item = torch.where(clicked, it.gather(1, pos.clamp_min(0)[:, None])[:, 0], torch.full_like(pos, -1))
-        click_prob = 1 - torch.prod(1 - q, dim=1)
-        beh, val = self.outcomes.sample(state.users, item.clamp_min(0), u_out)
-        beh = torch.where(clicked, beh, torch.full_like(beh, -1))
-        val = torch.where(clicked, val, torch.zeros_like(val))
-        nxt = push_click(state, clicked, item, beh, self._decay, self.config.idle_satiation_decay)
-        left = u_exit < self.exit_model.probability(nxt.misses)
+        clicked, pos, item, click_prob = self._cascade(P, it, noise[:, :k])
+        any_click = bool(clicked.any())
+        if any_click:
+            beh, val = self.outcomes.sample(state.users, item.clamp_min(0), noise[:, k])
+            beh = torch.where(clicked, beh, -1)
+            val = torch.where(clicked, val, 0.0)
+        else:  # the outcome uniforms go unused, as they would where no row clicked
+            beh, val = torch.full_like(item, -1), torch.zeros_like(click_prob)
+        nxt = push_click(state, clicked, item, beh, self._decay, self.config.idle_satiation_decay, any_click=any_click)
+        left = noise[:, k + 1] < self.exit_model.probability(nxt.misses)
         return StepResult(clicks=clicked.to(torch.float32), clicked_item=item, position=pos, behaviours=beh, values=val,
                           left=left, click_prob=click_prob, state=nxt)
+
+    def _cascade(self, P: Tensor, items: Tensor, u_click: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The cascade click of :meth:`step`: P(click) and items ``(B, k)``, uniforms ``(B, k)`` ->
+        clicked ``(B,)`` bool, position, clicked item (-1: none) and P(any click) ``(B,)``."""
+        if P.shape[1] == 1:  # one item: no examination decay (its weight is decay ** 0 = 1)
+            clicked = u_click[:, 0] < P[:, 0]
+            return clicked, clicked.long() - 1, torch.where(clicked, items[:, 0], -1), 1 - (1 - P[:, 0])
+        q = P * self._examination(P.shape[1], P.dtype)  # P(examined and clicked | reached)
+        hit = u_click < q
+        clicked = hit.any(dim=1)
+        pos = torch.where(clicked, hit.to(torch.int8).argmax(dim=1), -1)
+        item = torch.where(clicked, items.gather(1, pos.clamp_min(0)[:, None])[:, 0], -1)
+        return clicked, pos, item, 1 - torch.prod(1 - q, dim=1)
+
+    def _examination(self, k: int, dtype: torch.dtype) -> Tensor:
+        """``examination_decay ** j`` for the slate positions ``j < k``, ``(k,)``, cached per size."""
+        key = (k, dtype, self.device)
+        if key not in self._exam:
+            self._exam[key] = self.config.examination_decay ** torch.arange(k, device=self.device, dtype=dtype)
+        return self._exam[key]
 
     @staticmethod
     def _check_ids(x: Any, name: str, high: int, ndim: tuple[int, ...]) -> Tensor:

@@ -15,7 +15,9 @@ from seqrec.infra.errors import SeqrecError
 from seqrec.simulators.config import SimulatorConfig
 from seqrec.simulators.simulator import fit_simulator
 
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+def needs_cuda(test):
+    """Marked gpu, and skipped where torch sees no CUDA GPU."""
+    return pytest.mark.gpu(pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")(test))
 
 
 @pytest.fixture(scope="module")

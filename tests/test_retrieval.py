@@ -44,6 +44,7 @@ def test_candidates_mode_when_every_candidate_is_consumed(tiny_bundle: Path) -> 
     sessions = env.sessions
     n = sessions.n_items
     # every retrieved candidate is already consumed: the mask must still leave a choice
+    sessions.state.history = sessions.state.history.clone()  # the env's state tensors are inference tensors
     sessions.state.history[0, -10:] = sessions.candidates[0]
     mask = env.action_masks()
     assert mask.shape == (10,) and mask.all()
