@@ -233,6 +233,7 @@ def _pretrain(seq: SequenceData, config: EncoderConfig, train: PretrainConfig, o
     t_valid = time.perf_counter()
     initial = _evaluate(scored, seq, "valid", train)
     valid_seconds = time.perf_counter() - t_valid
+    budget.reserve(valid_seconds * len(seq.positions("test")) / max(int(initial["n"]), 1))  # the final test, scored whole
     best = {"epoch": 0, "valid": initial, "state": _copy_state(scored), "elapsed": 0.0, "cpu": 0.0}
     bad_epochs, train_seconds = 0, 0.0
     start, cpu_start = time.perf_counter(), time.process_time()

@@ -44,6 +44,8 @@ class EpochBudget:
     max_seconds: float | None = None
     examples_per_epoch: int | None = None
     start: float = field(default_factory=time.perf_counter)
+    reserve_s: float = 0.0
+    """Seconds kept back for work after training (a final test evaluation); see :meth:`reserve`."""
     limit: int = field(init=False)
     """Examples the next epoch draws."""
     probed: bool = field(init=False, default=False)
@@ -62,6 +64,16 @@ class EpochBudget:
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
 
+    @property
+    def training_seconds(self) -> float | None:
+        """The budget less what is reserved (at least a tenth of it); None: no budget."""
+        return None if self.max_seconds is None else max(self.max_seconds - self.reserve_s, 0.1 * self.max_seconds)
+
+    def reserve(self, seconds: float) -> None:
+        """Keep ``seconds`` of the budget for what follows training (measured, e.g. the test
+        split's evaluation estimated from the validation's)."""
+        self.reserve_s = max(0.0, float(seconds))
+
     def probe(self, seconds: float, steps: int, overhead_s: float = 0.0) -> None:
         """Set the epoch size from ``steps`` training steps that took ``seconds``.
 
@@ -71,13 +83,13 @@ class EpochBudget:
         if self.max_seconds is None or steps < 1:
             return
         per_example = seconds / (steps * self.batch_size)
-        per_epoch = self.max_seconds / BUDGET_EPOCHS - overhead_s
+        per_epoch = self.training_seconds / BUDGET_EPOCHS - overhead_s
         allowed = int(per_epoch / per_example) if per_example > 0 else self.n_examples
         self.limit = max(self.batch_size, min(self.limit, allowed))
 
     def exhausted(self) -> bool:
         """Whether the budget is spent (no budget: never)."""
-        return self.max_seconds is not None and self.elapsed >= self.max_seconds
+        return self.max_seconds is not None and self.elapsed >= self.training_seconds
 
     def planned_epochs(self, epochs: int) -> int:
         """Epochs a run of at most ``epochs`` is expected to reach: ``BUDGET_EPOCHS`` when the
@@ -90,5 +102,5 @@ class EpochBudget:
 
     def to_dict(self) -> dict:
         """What ``metrics.json`` records: the budget, the epoch size used and whether it subsampled."""
-        return {"max_seconds": self.max_seconds, "examples_per_epoch": self.limit, "n_examples": self.n_examples,
-                "subsampled": self.subsampled}
+        return {"max_seconds": self.max_seconds, "reserved_s": round(self.reserve_s, 1), "examples_per_epoch": self.limit,
+                "n_examples": self.n_examples, "subsampled": self.subsampled}

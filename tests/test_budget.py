@@ -35,7 +35,11 @@ def test_epoch_budget_sizes_epochs_from_the_probe() -> None:
     assert slow.limit == 100  # never less than one full step
     free = EpochBudget(n_examples=500, batch_size=64, examples_per_epoch=128)
     assert free.probed and free.limit == 128 and free.steps() == 2 and not free.exhausted()
-    assert free.to_dict() == {"max_seconds": None, "examples_per_epoch": 128, "n_examples": 500, "subsampled": True}
+    assert free.to_dict() == {"max_seconds": None, "reserved_s": 0.0, "examples_per_epoch": 128, "n_examples": 500, "subsampled": True}
+    kept = EpochBudget(n_examples=100_000, batch_size=100, max_seconds=40.0)
+    kept.reserve(20.0)  # e.g. the final test evaluation
+    kept.probe(seconds=1.0, steps=10, overhead_s=0.0)
+    assert kept.limit == int((20.0 / BUDGET_EPOCHS) / 1e-3)
 
 
 def _pretrain(seq, tmp_path: Path, **kw) -> dict:
