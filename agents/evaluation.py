@@ -34,7 +34,7 @@ class EvalConfig:
 
 def _ild(emb: torch.Tensor, items: np.ndarray, alive: np.ndarray) -> np.ndarray:
     """Intra-list diversity per episode: mean pairwise (1 - cosine) of its recommended items."""
-    e = torch.nn.functional.normalize(emb[torch.as_tensor(items)], dim=-1) * torch.as_tensor(alive)[..., None]
+    e = torch.nn.functional.normalize(emb.cpu()[torch.as_tensor(items)], dim=-1) * torch.as_tensor(alive)[..., None]
     n = alive.sum(axis=1).astype(np.float64)
     s = e.sum(dim=1)
     pair_cos = ((s * s).sum(-1) - (e * e).sum((-1, -2))).numpy()

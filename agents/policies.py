@@ -71,18 +71,19 @@ def _choose(scores: torch.Tensor, sessions: BatchedSessions, exclude_consumed: b
     ``candidates``: the index of the best-scored of this step's K candidates;
     ``continuous``: the top item's unit embedding (the query that retrieves it).
     """
+    scores = scores.to(sessions.device)  # the env's tensors may live on a GPU; actions come back as NumPy
     if exclude_consumed:
         scores = scores.masked_fill(sessions.consumed(), float("-inf"))
     mode = sessions.config.action_mode
     if mode == "candidates":
-        return torch.gather(scores, 1, sessions.candidates).argmax(dim=1).numpy()
+        return torch.gather(scores, 1, sessions.candidates).argmax(dim=1).cpu().numpy()
     k = sessions.config.slate_size if mode == "slate" else 1
     items = torch.topk(scores, k, dim=1).indices
     if mode == "slate":
-        return items.numpy()
+        return items.cpu().numpy()
     if mode == "continuous":
-        return torch.nn.functional.normalize(sessions.item_emb[items[:, 0]], dim=1).numpy()
-    return items[:, 0].numpy()
+        return torch.nn.functional.normalize(sessions.item_emb[items[:, 0]], dim=1).cpu().numpy()
+    return items[:, 0].cpu().numpy()
 
 
 @dataclass
@@ -128,7 +129,7 @@ class OraclePolicy(Policy):
     name: str = "oracle"
 
     def act(self, obs, sessions: BatchedSessions) -> np.ndarray:
-        all_items = torch.arange(sessions.n_items).expand(sessions.n, -1)
+        all_items = torch.arange(sessions.n_items, device=sessions.device).expand(sessions.n, -1)
         with torch.inference_mode():
             p = sessions.simulator.click_probability(sessions.state, all_items)
         return _choose(p.float(), sessions, exclude_consumed=False)
@@ -160,7 +161,7 @@ class LinUCBPolicy(Policy):
     def act(self, obs, sessions: BatchedSessions) -> np.ndarray:
         d = 2 * sessions.dim
         if self._A is None:
-            self._A, self._b = self.ridge * torch.eye(d), torch.zeros(d)
+            self._A, self._b = self.ridge * torch.eye(d, device=sessions.device), torch.zeros(d, device=sessions.device)
         A_inv = torch.linalg.inv(self._A)
         theta = A_inv @ self._b
         h = d // 2
@@ -181,7 +182,7 @@ class LinUCBPolicy(Policy):
     def update(self, sessions: BatchedSessions, actions: np.ndarray, reward: np.ndarray) -> None:
         z = self._acted
         self._A += z.T @ z
-        self._b += z.T @ torch.as_tensor(reward, dtype=torch.float32)
+        self._b += z.T @ torch.as_tensor(reward, dtype=torch.float32, device=z.device)
 
 
 @dataclass
