@@ -202,15 +202,14 @@ class ResponseModel(nn.Module):
         only: each row's own item popularity with that row left out).
         """
         t = tables if tables is not None else self.item_table()
+        return self.score_items(self.history_terms(users, history, t), items, satiation, t, feature_delta)
+
+    def history_terms(self, users: Tensor, history: Tensor, tables: "ItemTables") -> "HistoryTerms":
+        """The parts of the logit that depend on the user and history only (no candidate):
+        a simulator caches them until the history changes, i.e. until a click."""
+        t = tables
         valid = history >= 0
         h = history.clamp_min(0)
-        q, s, b = t.q[items], t.s[items], t.b[items]  # (B, K, D), (B, K, D), (B, K)
-        if feature_delta is not None and self.feature_map is not None:
-            d = self.dim
-            dv = self.feature_map(feature_delta)  # linear: the change of [q | x | r | s | b]
-            q = q + F.pad(dv[..., :d], (0, q.shape[-1] - d))
-            s = s + F.pad(dv[..., 3 * d:4 * d], (0, s.shape[-1] - d))
-            b = b + dv[..., 4 * d]
         # learned recency profile over the valid columns
         L = history.shape[1]
         logits = self.column_logits[-L:].expand_as(history).masked_fill(~valid, -1e9)
@@ -218,20 +217,47 @@ class ResponseModel(nn.Module):
         taste = torch.einsum("bl,bld->bd", alpha, t.x[h])  # history part, (B, D)
         user = self.user(users) if self.user_has_id is None else self.user(users) * self.user_has_id[users].unsqueeze(-1)
         taste = taste + F.pad(user, (0, taste.shape[1] - self.dim))
-        last = t.r[h[:, -1]] * valid[:, -1:].to(q.dtype)  # transition from the last click
-        z = self.global_bias + b + torch.einsum("bd,bkd->bk", taste, q) + torch.einsum("bd,bkd->bk", last, s)
+        last = t.r[h[:, -1]] * valid[:, -1:].to(taste.dtype)  # transition from the last click
+        return HistoryTerms(taste=taste, last=last, h=h, valid=valid, basis=t.z[h])
+
+    def score_items(self, terms: "HistoryTerms", items: Tensor, satiation: Tensor | None, tables: "ItemTables",
+                    feature_delta: Tensor | None = None) -> Tensor:
+        """Raw logits ``(B, K)`` of ``items`` given :meth:`history_terms` (see :meth:`forward`)."""
+        t = tables
+        q, s, b = t.q[items], t.s[items], t.b[items]  # (B, K, D), (B, K, D), (B, K)
+        if feature_delta is not None and self.feature_map is not None:
+            d = self.dim
+            dv = self.feature_map(feature_delta)  # linear: the change of [q | x | r | s | b]
+            q = q + F.pad(dv[..., :d], (0, q.shape[-1] - d))
+            s = s + F.pad(dv[..., 3 * d:4 * d], (0, s.shape[-1] - d))
+            b = b + dv[..., 4 * d]
+        z = self.global_bias + b + torch.einsum("bd,bkd->bk", terms.taste, q) + torch.einsum("bd,bkd->bk", terms.last, s)
         if satiation is None:
-            satiation = self.history_satiation(history)
-        sim, same = self.similarity(h, valid, items, t.z)
+            satiation = self.history_satiation(terms.h.masked_fill(~terms.valid, -1))
+        sim, same = self.similarity(terms, items, t.z)
         return z - torch.einsum("bl,blk->bk", satiation, self.satiation_weight * sim + self.repeat_weight * same)
 
-    def similarity(self, h: Tensor, valid: Tensor, items: Tensor, basis: Tensor) -> tuple[Tensor, Tensor]:
+    def similarity(self, terms: "HistoryTerms", items: Tensor, basis: Tensor) -> tuple[Tensor, Tensor]:
         """Thresholded cosine ``sim(h_k, i)`` (1 for the same item) and ``[h_k = i]``, each ``(B, L, K)``;
-        ``basis``: unit-length item vectors ``(M, F)`` whose cosine defines similarity."""
+        ``basis``: unit-length item vectors ``(M, F)`` whose cosine defines similarity
+        (``terms.basis`` holds those of the history)."""
+        h, valid = terms.h, terms.valid
         same = ((h[:, :, None] == items[:, None, :]) & valid[:, :, None]).to(basis.dtype)
-        cos = torch.einsum("blf,bkf->blk", basis[h], basis[items])
+        cos = torch.einsum("blf,bkf->blk", terms.basis, basis[items])
         sim = torch.where(cos >= self.similarity_threshold, cos, torch.zeros((), device=cos.device))
         return torch.maximum(sim, same) * valid[:, :, None].to(basis.dtype), same
+
+
+class HistoryTerms(NamedTuple):
+    """The candidate-free parts of :meth:`ResponseModel.forward` for B users: ``taste``,
+    ``last`` ``(B, D)``, history ids ``h`` (pads clamped to 0) and ``valid`` ``(B, L)``, and
+    the history items' similarity basis ``basis`` ``(B, L, F)``."""
+
+    taste: Tensor
+    last: Tensor
+    h: Tensor
+    valid: Tensor
+    basis: Tensor
 
 
 class ItemTables(NamedTuple):

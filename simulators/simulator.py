@@ -103,6 +103,7 @@ class UserSimulator:
         self._positive = torch.zeros(max(len(self.behaviour_names), 1), dtype=torch.bool, device=dev)
         self._positive[self.positive_behaviours] = True
         self._exam: dict[tuple, Tensor] = {}
+        self._terms_cache: tuple | None = None  # (users, history, HistoryTerms) of the last state scored
 
     def __repr__(self) -> str:
         return (f"UserSimulator(n_users={self.n_users}, n_items={self.n_items}, behaviours={self.behaviour_names}, "
@@ -189,13 +190,24 @@ class UserSimulator:
         # so scoring a whole large catalogue for a batch of users stays within memory
         block = max(1, (1 << 24) // max(it.shape[0] * max(state.history.shape[1], 1), 1))
         with torch.no_grad():
-            if it.shape[1] <= block:
-                z = self.model(state.users, state.history, it, satiation=state.satiation, tables=self._tables)
-            else:
-                z = torch.cat([self.model(state.users, state.history, it[:, k:k + block], satiation=state.satiation, tables=self._tables)
-                               for k in range(0, it.shape[1], block)], dim=1)  # fmt: skip
+            terms = self._history_terms(state)
+            z = torch.cat([self.model.score_items(terms, it[:, k:k + block], state.satiation, self._tables)
+                           for k in range(0, it.shape[1], block)], dim=1) if it.shape[1] > block else \
+                self.model.score_items(terms, it, state.satiation, self._tables)  # fmt: skip
             p = self.calibration.probability(z)
         return p[:, 0] if single else p
+
+    def _history_terms(self, state: SimState):
+        """The response model's history terms of ``state``, reused while its users and history are
+        the same tensors: states are never written in place (:func:`~seqrec.simulators.dynamics.push_click`
+        shares them when nobody clicked, :meth:`SimState.replace_rows` copies), so the same
+        tensor objects mean the same histories, and most steps (no click) skip that work."""
+        cached = self._terms_cache
+        if cached is not None and cached[0] is state.users and cached[1] is state.history:
+            return cached[2]
+        terms = self.model.history_terms(state.users, state.history, self._tables)
+        self._terms_cache = (state.users, state.history, terms)
+        return terms
 
     def exit_probability(self, state: SimState) -> Tensor:
         """P(the user leaves after a step that ends in ``state``), ``(B,)`` float."""

@@ -365,3 +365,23 @@ def test_plain_csv_log_without_features_or_negatives(tmp_path: Path):
     fresh = sim.click_probability(SimState(**{**state.__dict__, "satiation": torch.zeros_like(state.satiation)}),
                                   state.history[:, -1])
     assert (near < fresh).all()  # satiation without side features: the same item counts as similar
+
+
+def test_cached_history_terms_give_the_uncached_probabilities(sim, synth):
+    """The simulator reuses the response model's history terms while a state's tensors are the
+    same; across clicks, idle steps and a replaced row it scores exactly as a fresh forward."""
+    _, seq = synth
+    state = _state(sim, seq, _users(seq, 32, seed=4))
+    items = torch.randint(0, sim.n_items, (32, 5), generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(1)
+
+    def fresh(st):
+        with torch.no_grad():
+            return sim.calibration.probability(sim.model(st.users, st.history, items, satiation=st.satiation))
+
+    for _ in range(6):
+        assert torch.equal(sim.click_probability(state, items), fresh(state))
+        state = sim.step(state, items[:, 0], gen).state
+    other = _state(sim, seq, _users(seq, 1, seed=9))
+    state.replace_rows(torch.tensor([3]), other)  # new tensors: the cache must not serve the old row
+    assert torch.equal(sim.click_probability(state, items), fresh(state))
