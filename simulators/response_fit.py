@@ -102,8 +102,10 @@ def fit_response_model(seq: SequenceData, clicks: ClickLog, cfg: SimulatorConfig
     """
     best: FitResult | None = None
     scores = []
-    for dim in cfg.dims:
-        fit = fit_response_model_dim(seq, clicks, cfg, dim, on_epoch)
+    deadline = None if cfg.max_seconds is None else time.perf_counter() + cfg.max_seconds
+    for i, dim in enumerate(cfg.dims):
+        share = None if deadline is None else max(1e-3, (deadline - time.perf_counter()) / (len(cfg.dims) - i))
+        fit = fit_response_model_dim(seq, clicks, cfg, dim, on_epoch, max_seconds=share)
         scores.append({"dim": dim, "valid_log_loss": fit.info["valid_log_loss"], "best_epoch": fit.info["best_epoch"],
                        "seconds": fit.info["seconds"]})
         if best is None or fit.info["valid_log_loss"] < best.info["valid_log_loss"]:
@@ -115,9 +117,10 @@ def fit_response_model(seq: SequenceData, clicks: ClickLog, cfg: SimulatorConfig
 
 
 def fit_response_model_dim(seq: SequenceData, clicks: ClickLog, cfg: SimulatorConfig, dim: int,
-                           on_epoch: Callable[[int, dict], None] | None = None) -> FitResult:
+                           on_epoch: Callable[[int, dict], None] | None = None, max_seconds: float | None = None) -> FitResult:
     """Train the response model with embedding size ``dim`` (MAP: mean BCE + Gaussian priors),
-    select its epoch and calibrate it on held-out data.
+    select its epoch and calibrate it on held-out data, within ``max_seconds`` from the call
+    (setup and calibration included; None: ``cfg.max_seconds``).
 
     Rows: every training event (label: click or not, see :func:`calibration_rows`), each with
     ``cfg.n_negatives`` items the user never touched in them (label 0, weight
@@ -155,11 +158,12 @@ def fit_response_model_dim(seq: SequenceData, clicks: ClickLog, cfg: SimulatorCo
     users_t, items_t = torch.from_numpy(users_np), torch.from_numpy(items_np)
     labels_t = torch.from_numpy(labels_np)
     n = len(rows)
-    max_seconds = None if cfg.max_seconds is None else cfg.max_seconds / len(cfg.dims)  # this size's share
-    budget = EpochBudget(n, cfg.batch_size, max_seconds, cfg.examples_per_epoch)
+    max_seconds = cfg.max_seconds if max_seconds is None else max_seconds
+    budget = EpochBudget(n, cfg.batch_size, max_seconds, cfg.examples_per_epoch, start=t0)  # setup counts too
     t_valid = time.perf_counter()
     score_pairs(model, valid)  # timed once: the per-epoch overhead a budget plans for
     valid_seconds = time.perf_counter() - t_valid
+    budget.reserve(valid_seconds)  # the final calibration scores the held-out pairs once more
     col_w = torch.tensor([1.0] + [w_s] * k, device=device)
     priors = (cfg.prior_std_user, cfg.prior_std_item, cfg.prior_std_item_context, cfg.prior_std_item_bias,
               cfg.prior_std_features)
