@@ -188,3 +188,33 @@ def test_cuda_vector_env_matches_cpu(tiny_bundle: Path) -> None:
         same += int((ra == rb).sum())
     assert same >= 0.99 * 12 * 32  # float rounding may flip a click sitting on its threshold
     assert cpu.sessions.bundle.encoder.item_embedding.weight.device.type == "cpu"  # the shared bundle stayed put
+
+
+def test_a_bundle_read_from_the_memory_mapped_cache_steps_like_one_in_memory(tiny_bundle) -> None:
+    """Bundle.load maps the dataset read-only from disk; the same bundle with every array copied
+    into memory gives the same trajectory, observation for observation."""
+    import dataclasses
+
+    import numpy as np
+
+    from seqrec.envs.bundle import Bundle
+    from seqrec.envs.seqrec_env import SeqRecEnv
+
+    mapped = Bundle.load(tiny_bundle)
+    assert not mapped.seq.items.flags.writeable and mapped.seq.items.base is not None  # a view of the mapped file
+    copies = {f.name: np.array(getattr(mapped.seq, f.name)) for f in dataclasses.fields(mapped.seq)
+              if isinstance(getattr(mapped.seq, f.name), np.ndarray)}
+    in_memory = dataclasses.replace(mapped, seq=dataclasses.replace(mapped.seq, **copies))
+    assert in_memory.seq.items.flags.writeable
+    runs = []
+    for bundle in (mapped, in_memory):
+        env = SeqRecEnv(bundle=bundle, max_episode_steps=8)
+        obs, _ = env.reset(seed=5)
+        trace, rng = [obs], np.random.default_rng(0)
+        for _ in range(40):
+            obs, reward, term, trunc, _ = env.step(int(rng.integers(env.action_space.n)))
+            trace.append(np.append(obs, reward))
+            if term or trunc:
+                trace.append(env.reset()[0])
+        runs.append(np.concatenate([np.ravel(t) for t in trace]))
+    np.testing.assert_array_equal(runs[0], runs[1])
