@@ -96,13 +96,15 @@ def test_sep_backslash_t_means_a_tab(capsys, tmp_path: Path) -> None:
 
 def test_prepare_builds_a_bundle(capsys, tmp_path: Path, tiny_log: Path) -> None:
     out = tmp_path / "bundle"
-    code, _, err = run(capsys, "prepare", str(tiny_log), "--out", str(out), "--epochs", "1", "--encoder", "gnn")
+    code, _, err = run(capsys, "prepare", str(tiny_log), "--out", str(out), "--epochs", "1", "--encoder", "gnn",
+                       "--time-budget", "600", "--threads", "2")
     assert code == 0, err
     meta = json.loads((out / "bundle.json").read_text())
+    assert meta["pretrain"]["threads"] == 2 and meta["budget"]["pretrain"]["max_seconds"] <= 0.5 * 600
     assert meta["pretrain"]["epochs"] == 1 and meta["encoder_config"]["encoder"] == "gnn"
     assert 100 < meta["n_users"] <= 150 and "auc" in json.dumps(meta["fidelity"])
     assert set(meta["stage_seconds"]) == {"data preparation", "encoder pretraining", "simulator fit", "fidelity report"}
-    assert meta["budget"]["time_budget_s"] == 2700.0 and meta["budget"]["pretrain"]["subsampled"] is False
+    assert meta["budget"]["time_budget_s"] == 600.0 and meta["budget"]["pretrain"]["subsampled"] is False
     assert "simulator fit: dim" in err and "encoder pretraining done" in err
     for name in ("encoder.pt", "simulator.pt", "fidelity.json", "encoder_metrics.json"):
         assert (out / name).stat().st_size > 0, name
