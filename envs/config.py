@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from seqrec.infra.errors import SeqrecError
-
-if TYPE_CHECKING:
-    import torch
 
 ObsMode = Literal["embedding", "ids"]
 ActionMode = Literal["item", "candidates", "slate", "continuous"]
@@ -39,8 +36,8 @@ class EnvConfig:
     mask_consumed: bool = True
     """``action_masks()`` excludes items already in the user's history."""
     device: str = "cpu"
-    """Where the encoder, the simulator and the session tensors live (``"cpu"``, ``"cuda"``,
-    ``"cuda:1"`` …); they stay there between steps. Worth it for the batched env with many
+    """Where the encoder, the simulator and the session tensors live (``auto | cpu | cuda | cuda:N``,
+    :mod:`seqrec.infra.devices`); they stay there between steps. Worth it for the batched env with many
     sub-envs; the default ``"cpu"`` is the tested path."""
     obs_backend: Literal["numpy", "torch"] = "numpy"
     """``numpy``: observations are NumPy arrays (what SB3 expects); ``torch``: the batched env
@@ -58,21 +55,6 @@ class EnvConfig:
             raise SeqrecError(f"start must be train, valid or test, not {self.start!r}")
         if self.obs_backend not in ("numpy", "torch"):
             raise SeqrecError(f"obs_backend must be 'numpy' or 'torch', not {self.obs_backend!r}")
-        check_device(self.device)
+        from seqrec.infra.devices import resolve_device  # here, not at import: the CLI reads these defaults without loading torch
 
-
-def check_device(device: str) -> "torch.device":
-    """``device`` as a ``torch.device``; a one-line error when it is malformed or not present here."""
-    import torch  # here, not at import: the CLI reads these defaults without loading torch
-
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise SeqrecError(f"device {device!r} is not a torch device ({err})") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SeqrecError(f"device {device!r} asked for, but CUDA is not available here; use device='cpu'")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise SeqrecError(f"device {device!r} asked for, but only {torch.cuda.device_count()} CUDA device(s) exist")
-    if dev.type not in ("cpu", "cuda"):
-        raise SeqrecError(f"device {device!r}: only 'cpu' and 'cuda' devices are supported")
-    return dev
+        resolve_device(self.device)

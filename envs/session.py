@@ -28,6 +28,7 @@ import torch
 from gymnasium import spaces
 from torch import Tensor
 
+from seqrec.infra.devices import resolve_device
 from seqrec.infra.errors import SeqrecError
 from seqrec.envs.bundle import Bundle
 from seqrec.envs.config import EnvConfig
@@ -58,7 +59,7 @@ class BatchedSessions:
 
     def __init__(self, bundle: Bundle, config: EnvConfig, n: int):
         self.bundle, self.config, self.n = bundle, config, n
-        self.device = torch.device(config.device)
+        self.device = resolve_device(config.device)
         self.encoder, self.simulator = _on_device(bundle.encoder, self.device), _on_device(bundle.simulator, self.device)
         self.seq = bundle.seq
         self.n_items = self.seq.n_items

@@ -160,14 +160,14 @@ def test_explicit_cpu_device_and_torch_observations(tiny_bundle: Path) -> None:
 
 
 def test_device_options_fail_clearly(tiny_bundle: Path) -> None:
-    with pytest.raises(SeqrecError, match="not a torch device"):
+    with pytest.raises(SeqrecError, match="device must be auto | cpu | cuda"):
         SeqRecVectorEnv(num_envs=2, bundle=tiny_bundle, device="gpu0")
     with pytest.raises(SeqrecError, match="obs_backend"):
         SeqRecVectorEnv(num_envs=2, bundle=tiny_bundle, obs_backend="jax")
     with pytest.raises(SeqrecError, match="batched env"):
         SeqRecEnv(bundle=tiny_bundle, obs_backend="torch")
     if not torch.cuda.is_available():
-        with pytest.raises(SeqrecError, match="CUDA is not available"):
+        with pytest.raises(SeqrecError, match="torch sees no CUDA GPU"):
             SeqRecVectorEnv(num_envs=2, bundle=tiny_bundle, device="cuda")
 
 
