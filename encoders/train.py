@@ -86,7 +86,6 @@ def evaluate(
     positions = seq.positions(split)
     if max_targets is not None and len(positions) > max_targets:
         positions = np.sort(np.random.default_rng(seed).choice(positions, max_targets, replace=False))
-    items, behaviours, targets = examples_at(seq, positions, encoder.config.max_len)
     sampled = seq.n_items > full_ranking_max_items
     per_row = n_negatives * encoder.config.dim if sampled else seq.n_items
     rows = max(1, min(batch_size, SCORE_BLOCK // per_row))
@@ -96,10 +95,9 @@ def evaluate(
     device = encoder.item_bias.device  # the encoder's device; ranks come back to the CPU
     table = None if sampled else encoder.item_embeddings()  # built once, not per block
     ranks = []
-    for start in range(0, len(targets), rows):
-        sl = slice(start, start + rows)
-        target = targets[sl].to(device)
-        state = encoder(items[sl].to(device), behaviours[sl].to(device))
+    for start in range(0, len(positions), rows):  # histories gathered per block: memory of a block, not of the split
+        items, behaviours, target = (t.to(device) for t in examples_at(seq, positions[start:start + rows], encoder.config.max_len))
+        state = encoder(items, behaviours)
         if not sampled:
             ranks.append(target_ranks(encoder.scores(state, table), target).cpu())
             continue
@@ -109,7 +107,7 @@ def evaluate(
         ranks.append(sampled_target_ranks(target_scores, negative_scores, negatives == target.unsqueeze(1)).cpu())
     encoder.train(was_training)
     out: dict[str, float | int | str] = {**ranking_metrics(torch.cat(ranks))}
-    out["n"] = int(len(targets))
+    out["n"] = int(len(positions))
     out["protocol"] = f"sampled-{n_negatives}-uniform" if sampled else "full"
     return out
 

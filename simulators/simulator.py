@@ -191,9 +191,8 @@ class UserSimulator:
         block = max(1, (1 << 24) // max(it.shape[0] * max(state.history.shape[1], 1), 1))
         with torch.no_grad():
             terms = self._history_terms(state)
-            z = torch.cat([self.model.score_items(terms, it[:, k:k + block], state.satiation, self._tables)
-                           for k in range(0, it.shape[1], block)], dim=1) if it.shape[1] > block else \
-                self.model.score_items(terms, it, state.satiation, self._tables)  # fmt: skip
+            blocks = [self.model.score_items(terms, it[:, k:k + block], state.satiation, self._tables) for k in range(0, it.shape[1], block)]
+            z = blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)
             p = self.calibration.probability(z)
         return p[:, 0] if single else p
 
