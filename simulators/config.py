@@ -78,7 +78,7 @@ class SimulatorConfig:
     logs with impressions (there the real negatives identify P(click | shown), while a
     random unshown item may well be clicked if shown: on the synthetic default a random
     item's true P(click) averages 0.25, so labelling it 0 biases the model)."""
-    negative_behaviours: tuple[str, ...] = ("view", "impression", "exposure", "show", "skip", "dislike")
+    negative_behaviours: tuple[str, ...] = ("view", "impression", "exposure", "show", "skip", "dislike", "negative")
     """Behaviour names that mean *shown but not clicked* (real negatives). Every other
     behaviour is a click; the first is ignored when the log has no such behaviour."""
     eval_negatives: int = 4
