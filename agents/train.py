@@ -423,6 +423,10 @@ def load_agent(run: str | Path, which: str = "best"):
         cfg = TrainConfig(**json.loads((run / "config.json").read_text()))
     except (OSError, ValueError, TypeError) as err:
         raise SeqrecError(f"{run}: not a seqrec run folder (config.json: {err})") from None
+    if (run / "engine.json").exists():  # trained by `seqrec train --engine rllib`: its policy behind SB3's predict
+        from seqrec.agents.rllib_engine import load_rllib_model
+
+        return load_rllib_model(run, which), cfg
     path = run / "best_model.zip" if which == "best" and (run / "best_model.zip").exists() else run / "final_model.zip"
     if not path.exists():
         path = latest_checkpoint(run) or path

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from seqrec.cli.options import COLUMNS, FORMAT, MIN_VALUE, SEP, default_of
+from seqrec.cli.options import COLUMNS, FORMAT, MIN_VALUE, POSITIVE, SEP, default_of
 from seqrec.cli.output import show_table
 from seqrec.data.preprocess import PrepConfig
 from seqrec.data.sequences import SplitConfig
@@ -35,6 +35,13 @@ def synth_cmd(
     users: Optional[int] = typer.Option(None, "--users", help="Number of simulated users (default: the preset's, else SynthConfig.n_users)."),
     items: Optional[int] = typer.Option(None, "--items", help="Catalogue size (default: the preset's, else SynthConfig.n_items)."),
     seed: int = typer.Option(default_of(SynthConfig, "seed"), "--seed", help="Random seed; the same seed gives byte-identical files."),
+    exposure_bias: Optional[float] = typer.Option(None, "--exposure-bias",
+                                                  help="S: tilt the logging policy toward the items each user is likely to click, "
+                                                       "pi_S ∝ pi_0 * exp(S * true click logit), pscore = pi_S (default: the preset's, "
+                                                       f"else SynthConfig.exposure_bias = {default_of(SynthConfig, 'exposure_bias'):g}: today's policy)."),
+    random_exposure: Optional[int] = typer.Option(None, "--random-exposure",
+                                                  help="Also write random_exposure.csv: N distinct uniform items per user with outcomes from "
+                                                       "the true P(click) (value 0/1, behaviour view/click, truth = that P); 0: none."),
     out: Path = typer.Option(Path("synthetic"), "--out", help="Output folder."),
 ) -> None:
     """Write a synthetic log from the documented generative user model, with its ground truth.
@@ -43,7 +50,8 @@ def synth_cmd(
     """
     from seqrec.data.synthetic import write_synthetic
 
-    sizes = {k: v for k, v in (("n_users", users), ("n_items", items)) if v is not None}
+    sizes = {k: v for k, v in (("n_users", users), ("n_items", items), ("exposure_bias", exposure_bias),
+                               ("random_exposure", random_exposure)) if v is not None}  # fmt: skip
     typer.echo(str(write_synthetic(out, synth_preset(preset, seed=seed, **sizes))))
 
 
@@ -69,6 +77,8 @@ def info_cmd(
     stats = describe(ev["user"], ev["item"], ev["ts"], ev["behaviour"], table.n_users, table.n_items, table.behaviour_names)
     stats["item_features"] = len(table.item_feature_names)
     stats["source"] = table.source
+    if table.notes:
+        stats["notes"] = "; ".join(table.notes)
     if json_out:
         typer.echo(json.dumps(stats))
     else:
@@ -82,6 +92,7 @@ def prepare_cmd(
     columns: Optional[str] = COLUMNS,
     sep: Optional[str] = SEP,
     min_value: Optional[float] = MIN_VALUE,
+    positive: Optional[str] = POSITIVE,
     dedup: str = typer.Option(default_of(PrepConfig, "dedup"), "--dedup", help="none | exact | first | last (one event per user-item pair)."),
     min_user: int = typer.Option(default_of(PrepConfig, "min_user_interactions"), "--min-user", help="k-core: minimum events per user."),
     min_item: int = typer.Option(default_of(PrepConfig, "min_item_interactions"), "--min-item", help="k-core: minimum events per item."),
@@ -93,7 +104,8 @@ def prepare_cmd(
     from seqrec.data.prepare import prepare_dataset
     from seqrec.data.sequences import describe
 
-    prep = PrepConfig(min_value=min_value, dedup=dedup, min_user_interactions=min_user, min_item_interactions=min_item)  # type: ignore[arg-type]
+    prep = PrepConfig(min_value=min_value, positive=positive, dedup=dedup, min_user_interactions=min_user,
+                      min_item_interactions=min_item)  # type: ignore[arg-type]
     seq = prepare_dataset(path, format=format, columns=columns, sep=sep, prep=prep,
                           split=SplitConfig(mode=split), use_cache=not no_cache)  # type: ignore[arg-type]
     out = {"cache_hit": seq.meta["cache_hit"], "key": seq.meta.get("key"), "report": seq.meta.get("report"),

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from seqrec.cli.options import COLUMNS, DEVICE, FORMAT, SEP, default_of, existing_path
+from seqrec.cli.options import COLUMNS, DEVICE, FORMAT, POSITIVE, SEP, default_of, existing_path
 from seqrec.cli.output import show_table
 from seqrec.encoders.config import EncoderConfig, PretrainConfig
 from seqrec.infra.errors import SeqrecError
@@ -19,10 +19,11 @@ _E = lambda name: default_of(EncoderConfig, name)  # noqa: E731
 _P = lambda name: default_of(PretrainConfig, name)  # noqa: E731
 
 
-def _load_data(data: Path, format: Optional[str], columns: Optional[str], sep: Optional[str]):
+def _load_data(data: Path, format: Optional[str], columns: Optional[str], sep: Optional[str], positive: Optional[str]):
     from seqrec.data.prepare import prepare_dataset
+    from seqrec.data.preprocess import PrepConfig
 
-    return prepare_dataset(existing_path(data), format=format, columns=columns, sep=sep)
+    return prepare_dataset(existing_path(data), format=format, columns=columns, sep=sep, prep=PrepConfig(positive=positive))
 
 
 def _print_metrics(title: str, rows: dict[str, dict]) -> None:
@@ -58,12 +59,13 @@ def pretrain_command(
     format: Optional[str] = FORMAT,
     columns: Optional[str] = COLUMNS,
     sep: Optional[str] = SEP,
+    positive: Optional[str] = POSITIVE,
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object."),
 ) -> None:
     """Pretrain the sequence encoder by next-item prediction; report full-ranking test metrics."""
     from seqrec.encoders.train import METRICS_NAME, pretrain
 
-    seq = _load_data(data, format, columns, sep)
+    seq = _load_data(data, format, columns, sep, positive)
     n_features = seq.item_features.shape[1] if item_features and seq.item_features is not None else 0
     if item_features and not n_features:
         raise SeqrecError(f"{data}: the dataset has no item side features (drop --item-features)")
@@ -93,6 +95,7 @@ def evaluate_command(
     format: Optional[str] = FORMAT,
     columns: Optional[str] = COLUMNS,
     sep: Optional[str] = SEP,
+    positive: Optional[str] = POSITIVE,
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object."),
 ) -> None:
     """Recompute full-ranking metrics (HR, NDCG, MRR at 10 and 20) of a checkpoint."""
@@ -101,7 +104,7 @@ def evaluate_command(
 
     if split not in ("valid", "test"):
         raise SeqrecError(f"--split must be valid or test, not {split!r}")
-    seq = _load_data(data, format, columns, sep)
+    seq = _load_data(data, format, columns, sep, positive)
     metrics = evaluate(SequenceEncoder.load(checkpoint, dataset_key=seq.meta.get("key")), seq, split)
     if json_out:
         typer.echo(json.dumps(metrics))

@@ -16,6 +16,7 @@ from seqrec.cli.encoder import app as encoder_app
 from seqrec.cli.encoder import pretrain_command
 from seqrec.cli.ope import app as ope_app
 from seqrec.cli.simulator import app as simulator_app
+from seqrec.cli.sweep import sweep_command
 from seqrec.cli.workflow import demo_command, evaluate_command, prepare_command, train_command
 from seqrec.infra.errors import SeqrecError
 
@@ -34,6 +35,7 @@ app.command("prepare")(prepare_command)
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 app.command("demo")(demo_command)
+app.command("sweep")(sweep_command)
 app.add_typer(ope_app, name="ope")
 
 

@@ -8,15 +8,22 @@ from typing import List, Optional
 import numpy as np
 import typer
 from seqrec.agents.offline import ValidateConfig
-from seqrec.cli.options import default_of
+from seqrec.cli.options import COLUMNS, FORMAT, POSITIVE, SEP, default_of
 from seqrec.cli.output import console, show_table
 from seqrec.infra.errors import SeqrecError
 
 app = typer.Typer(help="Off-policy evaluation on logged data: a policy's one-step (bandit) value.", no_args_is_help=True)
 
 
-def _bundle(bundle: Optional[str], data: Optional[Path]):
-    """The bundle to evaluate on: given, built for --data (cached), or the default one."""
+def _bundle(bundle: Optional[str], data: Optional[Path], source: Optional[dict] = None):
+    """The bundle to evaluate on: given, built for --data (cached), or the default one.
+
+    :param source: --data only: how to read it (``format``, ``columns``, ``sep``, ``positive``);
+        the cached bundle is keyed by the path and these.
+    """
+    from dataclasses import replace
+
+    from seqrec.data.preprocess import PrepConfig
     from seqrec.envs.bundle import build_bundle, default_build_config, load_bundle
 
     if bundle is not None and data is not None:
@@ -26,9 +33,14 @@ def _bundle(bundle: Optional[str], data: Optional[Path]):
 
         from seqrec.data.prepare import cache_root
 
-        folder = cache_root() / "bundles" / ("data-" + hashlib.sha256(str(data.resolve()).encode()).hexdigest()[:16])
+        source = {k: v for k, v in (source or {}).items() if v is not None}
+        key = str(data.resolve()) + ("" if not source else repr(sorted(source.items())))  # no options: the key of earlier versions
+        folder = cache_root() / "bundles" / ("data-" + hashlib.sha256(key.encode()).hexdigest()[:16])
         if not (folder / "bundle.json").exists():
-            build_bundle(data, folder, default_build_config())
+            cfg = default_build_config()
+            cfg = replace(cfg, format=source.get("format"), columns=source.get("columns"), sep=source.get("sep"),
+                          prep=replace(cfg.prep, positive=source.get("positive")))  # fmt: skip
+            build_bundle(data, folder, cfg)
         return load_bundle(folder)
     return load_bundle(bundle)
 
@@ -72,6 +84,10 @@ def ope_command(
     runs: Optional[List[Path]] = typer.Argument(None, help="Run folders of trained agents."),
     bundle: Optional[str] = typer.Option(None, "--bundle", help="Bundle whose test split is the log (default: the runs')."),
     data: Optional[Path] = typer.Option(None, "--data", help="A raw log instead of a bundle (a bundle is built and cached)."),
+    format: Optional[str] = FORMAT,
+    columns: Optional[str] = COLUMNS,
+    sep: Optional[str] = SEP,
+    positive: Optional[str] = POSITIVE,
     logs: Optional[Path] = typer.Option(None, "--logs", help="Logged feedback Parquet file (see seqrec.ope.logged_feedback)."),
     baselines: str = typer.Option("random,most-popular,greedy", "--baselines", help="Comma-separated baselines, 'all' or 'none'."),
     out: Path = typer.Option(Path("ope"), "--out", help="Folder for ope.json and ope.png."),
@@ -87,7 +103,9 @@ def ope_command(
     agents = [(run, *load_agent(run)) for run in runs or []]
     if bundle is None and data is None and agents:
         bundle = agents[0][2].bundle
-    loaded = _bundle(bundle, data)
+    if data is None and any(v is not None for v in (format, columns, sep, positive)):
+        raise SeqrecError("--format, --columns, --sep and --positive describe a raw log: pass them with --data")
+    loaded = _bundle(bundle, data, {"format": format, "columns": columns, "sep": sep, "positive": positive})
     fb, users, hist, beh = _feedback(loaded, logs)
     q_hat = reward_model(loaded, fb.n_rounds)
     policies = [(SB3Policy(m, name=run_label(r, c)), c.env_options()) for r, m, c in agents]

@@ -9,11 +9,13 @@ from typing import Optional
 
 import typer
 
-from seqrec.cli.options import COLUMNS, DEVICE, FORMAT, SEP, default_of, existing_path
+from seqrec.cli.options import COLUMNS, DEBIAS, DEVICE, FORMAT, POSITIVE, SEP, default_of, existing_path
 from seqrec.cli.output import console, show_table
 from seqrec.simulators.config import SimulatorConfig
+from seqrec.cli.simulator_validate import validate_cmd
 
 app = typer.Typer(help="User simulators fitted from logged data: fit, fidelity report.", no_args_is_help=True)
+app.command("validate")(validate_cmd)
 
 
 @app.command("fit")
@@ -23,17 +25,22 @@ def fit_cmd(
     format: Optional[str] = FORMAT,
     columns: Optional[str] = COLUMNS,
     sep: Optional[str] = SEP,
+    positive: Optional[str] = POSITIVE,
     epochs: int = typer.Option(default_of(SimulatorConfig, "epochs"), "--epochs", help="Training epochs of the response model (early stopping on held-out log-loss)."),
     seed: int = typer.Option(default_of(SimulatorConfig, "seed"), "--seed", help="Seed of the fit and of the fidelity simulations."),
     threads: int = typer.Option(1, "--threads", help="torch CPU threads (one is fastest for these small models on a shared machine)."),
     device: str = DEVICE,
+    debias: str = DEBIAS,
+    debias_max_weight: float = typer.Option(default_of(SimulatorConfig, "debias_max_weight"), "--debias-max-weight",
+                                            help="Upper clip of the inverse-propensity weights of --debias ips | snips."),
     json_out: bool = typer.Option(False, "--json", help="Print the fidelity report as JSON instead of a table."),
 ) -> None:
     """Fit the click, outcome and exit models on DATA, then write the checkpoint and the fidelity report."""
     from seqrec.infra.threads import torch_threads
 
+    config = SimulatorConfig(epochs=epochs, seed=seed, device=device, debias=debias, debias_max_weight=debias_max_weight)  # type: ignore[arg-type]
     with torch_threads(threads):
-        report, checkpoint = _fit_and_report(existing_path(data), out, format, columns, sep, SimulatorConfig(epochs=epochs, seed=seed, device=device))
+        report, checkpoint = _fit_and_report(existing_path(data), out, format, columns, sep, config, positive=positive)
     if json_out:
         typer.echo(json.dumps(report, default=str))
         return
@@ -43,18 +50,20 @@ def fit_cmd(
 
 
 def _fit_and_report(data: Path, out: Path, format: Optional[str], columns: Optional[str], sep: Optional[str],
-                    config: SimulatorConfig) -> tuple[dict, Path]:  # fmt: skip
-    """Prepare DATA, fit the simulator into OUT and write its fidelity report; return (report, checkpoint)."""
+                    config: SimulatorConfig, positive: Optional[str] = None) -> tuple[dict, Path]:  # fmt: skip
+    """Prepare DATA (``positive``: the ``--positive`` rule), fit the simulator into OUT and write
+    its fidelity report; return (report, checkpoint)."""
     import torch
 
     from seqrec.data.ground_truth import GroundTruth
     from seqrec.data.prepare import prepare_dataset
+    from seqrec.data.preprocess import PrepConfig
     from seqrec.infra.progress import progress
     from seqrec.simulators.fidelity import fidelity_report
     from seqrec.simulators.simulator import CHECKPOINT_NAME, fit_simulator
 
     t0 = time.perf_counter()
-    seq = prepare_dataset(data, format=format, columns=columns, sep=sep)
+    seq = prepare_dataset(data, format=format, columns=columns, sep=sep, prep=PrepConfig(positive=positive))
     truth = GroundTruth.of_log(data)
     with progress(total=config.epochs * len(config.dims), desc="fit response model", unit="epoch", leave=False) as bar:
         def on_epoch(epoch: int, metrics: dict) -> None:
@@ -67,7 +76,10 @@ def _fit_and_report(data: Path, out: Path, format: Optional[str], columns: Optio
             bar.update(1)
             bar.set_postfix_str(name)
 
-        command = {"argv": ["seqrec", "simulator", "fit", str(data), "--out", str(out), "--seed", str(config.seed)],
+        argv = ["seqrec", "simulator", "fit", str(data), "--out", str(out), "--seed", str(config.seed)]
+        argv += [] if positive is None else ["--positive", positive]
+        argv += [] if config.debias == "none" else ["--debias", config.debias, "--debias-max-weight", f"{config.debias_max_weight:g}"]
+        command = {"argv": argv,
                    "fit_and_prepare_seconds": round(time.perf_counter() - t0, 1), "torch_threads": torch.get_num_threads()}  # fmt: skip
         report = fidelity_report(sim, seq, out, truth=truth, seed=config.seed, on_stage=on_stage, extra={"command": command})
     return report, out / CHECKPOINT_NAME
@@ -86,6 +98,10 @@ def _print_summary(report: dict, checkpoint: Path) -> None:
         ("session length sim / log (JS)", f"{rp['sim_mean_session_length']} / {rp['log_mean_session_length']} ({rp['js_session_length']})"),
         ("exit logit", f"{ex['intercept']:.3f} + {ex['slope']:.3f} * misses" + ("" if ex["slope_fitted"] else " (default slope)")),
     ]  # fmt: skip
+    db = report.get("debias", {})
+    if db.get("method", "none") != "none":
+        rows.append(("debias", f"{db['method']}, {db['propensity_source']}, weights <= {db['max_weight']:g} "
+                               f"({db['clipped_share']:.1%} clipped, effective sample {db['effective_sample_share']:.1%})"))
     gt = report.get("ground_truth")
     if gt:
         rows += [("Spearman P(click) vs truth", gt["spearman_click"]), ("Spearman P(exit) vs truth", gt["spearman_exit"])]

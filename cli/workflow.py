@@ -17,7 +17,8 @@ import typer
 
 from seqrec.agents.evaluation import EvalConfig
 from seqrec.agents.train import TrainConfig
-from seqrec.cli.options import COLUMNS, DEVICE, FORMAT, MIN_VALUE, SEP, default_of
+from seqrec.agents.rllib_engine import DEFAULT_ENGINE, ENGINES, RLlibConfig
+from seqrec.cli.options import COLUMNS, DEBIAS, DEVICE, FORMAT, MIN_VALUE, POSITIVE, SEP, default_of
 from seqrec.cli.output import console, show_table
 from seqrec.data.preprocess import PrepConfig
 from seqrec.encoders.config import EncoderConfig, PretrainConfig
@@ -34,6 +35,7 @@ def prepare_command(
     columns: Optional[str] = COLUMNS,
     sep: Optional[str] = SEP,
     min_value: Optional[float] = MIN_VALUE,
+    positive: Optional[str] = POSITIVE,
     encoder: str = typer.Option(default_of(EncoderConfig, "encoder"), "--encoder", help="cnn | gnn | cnn+gnn."),
     epochs: int = typer.Option(default_of(PretrainConfig, "epochs"), "--epochs", help="Encoder pretraining epochs (early stopping may end sooner)."),
     seed: int = typer.Option(default_of(BuildConfig, "seed"), "--seed", help="Seed of pretraining and simulator fitting."),
@@ -47,6 +49,7 @@ def prepare_command(
     threads: int = typer.Option(default_of(PretrainConfig, "threads"), "--threads",
                                 help="torch CPU threads (1 suits a shared machine; raise it on idle cores)."),
     device: str = DEVICE,
+    debias: str = DEBIAS,
 ) -> None:
     """Build a bundle: prepared data, pretrained encoder, fitted simulator, fidelity report.
 
@@ -55,9 +58,9 @@ def prepare_command(
     """
     from seqrec.envs.bundle import build_bundle
 
-    cfg = BuildConfig(format=format, columns=columns, sep=sep, prep=PrepConfig(min_value=min_value), encoder={"encoder": encoder},
+    cfg = BuildConfig(format=format, columns=columns, sep=sep, prep=PrepConfig(min_value=min_value, positive=positive), encoder={"encoder": encoder},
                       pretrain=PretrainConfig(epochs=epochs, seed=seed, precision=precision, threads=threads, device=device),  # type: ignore[arg-type]
-                      simulator=SimulatorConfig(seed=seed, base_click_rate=base_click_rate, device=device), seed=seed,
+                      simulator=SimulatorConfig(seed=seed, base_click_rate=base_click_rate, device=device, debias=debias), seed=seed,  # type: ignore[arg-type]
                       allow_weak_simulator=allow_weak_simulator, time_budget_s=time_budget or None)  # fmt: skip
     t0 = time.perf_counter()
     path = build_bundle(data, out, cfg)
@@ -76,14 +79,28 @@ def train_command(
     config: Optional[Path] = typer.Option(None, "--config", help="TOML or YAML file with any TrainConfig option (the flags above win)."),
     device: Optional[str] = typer.Option(None, "--device", help=f"auto | cpu | cuda | cuda:N: where the agent's networks run (default {_T('device')})."),
     resume: bool = typer.Option(False, "--resume", help="Continue a killed run from its last checkpoint."),
+    engine: str = typer.Option(DEFAULT_ENGINE, "--engine", help="sb3 (Stable-Baselines3, in this process) | rllib (RLlib PPO on Ray; needs the seqrec\\[ray] extra)."),
+    num_env_runners: int = typer.Option(default_of(RLlibConfig, "num_env_runners"), "--num-env-runners",
+                                        help="--engine rllib: env runner processes sampling in parallel, --n-envs users each (0: sample in this process)."),
+    address: Optional[str] = typer.Option(default_of(RLlibConfig, "address"), "--address", help="--engine rllib: Ray cluster, auto | HOST:PORT (default: a local Ray)."),
 ) -> None:
-    """Train an SB3 agent on the batched env (progress, TensorBoard, periodic evaluation, checkpoints)."""
+    """Train an agent on the batched env (progress, TensorBoard, periodic evaluation, checkpoints): SB3, or RLlib PPO on Ray."""
     from seqrec.agents.train import train
+    from seqrec.infra.errors import SeqrecError
 
+    if engine not in ENGINES:
+        raise SeqrecError(f"--engine must be {' or '.join(ENGINES)}, not {engine!r}")
+    if engine != "rllib" and address is not None:
+        raise SeqrecError("--address applies to --engine rllib (SB3 trains in this process)")
     cfg = TrainConfig.from_sources(config, {"algo": algo, "bundle": bundle, "timesteps": timesteps, "n_envs": n_envs, "seed": seed,
                                             "out": out, "action_mode": action_mode, "obs_mode": obs_mode, "device": device})  # fmt: skip
     t0 = time.perf_counter()
-    run = train(cfg, resume=resume)
+    if engine == "rllib":
+        from seqrec.agents.rllib_engine import train_rllib
+
+        run = train_rllib(cfg, RLlibConfig(num_env_runners=num_env_runners, address=address), resume=resume)
+    else:
+        run = train(cfg, resume=resume)
     console.print(f"{cfg.algo} trained for {cfg.timesteps} steps in {time.perf_counter() - t0:.0f} s -> [bold]{run}[/]")
 
 

@@ -9,7 +9,8 @@ module                holds
 ``scan``              ``scan_log``: the streaming reader (Polars batches -> compact columns) behind
                       the generic and synthetic logs
 ``validate``          cell validators that raise the one-line error naming file, line and column
-``preprocess``        value threshold, de-duplication, k-core filtering (:class:`PrepConfig`), in numpy
+``positive``          ``parse_positive``: ``--positive`` rules (``value>=4``, ``behaviour==click``)
+``preprocess``        positives/negatives, value threshold, de-duplication, k-core (:class:`PrepConfig`)
 ``sequences``         :class:`SequenceData`: per-user sequences in CSR form, chronological splits,
                       saved as Arrow IPC files and memory-mapped on load
 ``prepare``           ``prepare_dataset``: read + preprocess + split once, cached by content hash

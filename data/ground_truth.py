@@ -243,12 +243,7 @@ class GroundTruth:
         has = last >= 0
         agef = age.astype(np.float64)
 
-        # preference: u_eff = (1 - rho) u_long + rho * recency-weighted mean of clicked vectors
-        u_long = self.user_vectors[users]  # (B, d)
-        rec = np.where(valid, cfg.recency_decay ** agef, 0.0)  # (B, L)
-        z = rec.sum(axis=1)
-        u_hist = np.einsum("bl,bld->bd", rec, self.item_vectors[h]) / np.where(has, z, 1.0)[:, None]
-        u_eff = np.where(has[:, None], (1 - cfg.drift) * u_long + cfg.drift * u_hist, u_long)
+        u_eff = self._u_eff(users, valid, h, agef, has)
         pref = np.einsum("bd,bkd->bk", u_eff, self.item_vectors[it])
 
         # sequential affinity of the candidate's category after the last click's category
@@ -275,6 +270,55 @@ class GroundTruth:
 
         terms = (pref, self.item_bias[it], trans, sat)
         return tuple(t[:, 0] for t in terms) if squeeze else terms  # type: ignore[return-value]
+
+    def _u_eff(self, users: np.ndarray, valid: np.ndarray, h: np.ndarray, agef: np.ndarray, has: np.ndarray) -> np.ndarray:
+        """u_eff = (1 - rho) u_long + rho * recency-weighted mean of clicked vectors, shape (B, d)."""
+        cfg = self.config
+        u_long = self.user_vectors[users]  # (B, d)
+        rec = np.where(valid, cfg.recency_decay ** agef, 0.0)  # (B, L)
+        z = rec.sum(axis=1)
+        u_hist = np.einsum("bl,bld->bd", rec, self.item_vectors[h]) / np.where(has, z, 1.0)[:, None]
+        return np.where(has[:, None], (1 - cfg.drift) * u_long + cfg.drift * u_hist, u_long)
+
+    def _catalogue_logits(self, users: np.ndarray, histories: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The true click logit of every item of the catalogue per row, and the rows' last clicks.
+
+        The terms of :meth:`_terms` for ``items = arange(M)`` in every row, computed as one
+        ``(B, d) @ (d, M)`` product and gathers instead of ``(B, M, d)`` item vectors.
+        :return: ``(logits (B, M), last (B,))``.
+        """
+        cfg = self.config
+        B, M, C = histories.shape[0], self.n_items, self.n_categories
+        valid, h, age, last = self._history_terms(histories)
+        has = last >= 0
+        agef = age.astype(np.float64)
+        pref = self._u_eff(users, valid, h, agef, has) @ self.item_vectors.T
+        trans = np.where(has[:, None], self.transition[self.categories[np.maximum(last, 0)]][:, self.categories], 0.0)
+        g = np.where(valid, cfg.satiation_decay ** agef, 0.0)
+        rows = np.broadcast_to(np.arange(B)[:, None], h.shape)
+        sat_cat = np.bincount((rows * C + self.categories[h]).ravel(), weights=g.ravel(), minlength=B * C).reshape(B, C)
+        sat = sat_cat[:, self.categories]
+        if cfg.repeat_penalty:
+            sat += cfg.repeat_penalty * np.bincount((rows * M + h)[valid], weights=g[valid], minlength=B * M).reshape(B, M)
+        logits = (cfg.w_intercept + cfg.w_preference * pref + cfg.w_popularity * self.item_bias[None, :]
+                  + cfg.w_transition * trans - cfg.w_satiation * sat)  # fmt: skip
+        return logits, last
+
+    def _exposure(self, users: np.ndarray, histories: np.ndarray) -> np.ndarray:
+        """The logging policy's distribution over the catalogue per row, shape (B, M) (no checks)."""
+        logits, last = self._catalogue_logits(users, histories)
+        return self.logging_policy.tilted(last, logits, self.config.exposure_bias)
+
+    def exposure_probabilities(self, users: Any, histories: Any) -> np.ndarray:
+        """The logging policy pi_S(. | u, h) over the whole catalogue (:mod:`seqrec.data.logging_policy`).
+
+        :param users: shape ``(B,)``; :param histories: clicked items, ``-1`` = padding, ``(B, L)``.
+        :return: shape ``(B, M)``, rows sum to 1; pi_0 when ``exposure_bias`` = 0.
+        """
+        users, histories, _ = self._check_inputs(users, histories, np.zeros(np.shape(users)[:1], np.int64))
+        if self.config.exposure_bias == 0:
+            return self.logging_policy.distribution(self._history_terms(histories)[3])
+        return self._exposure(users, histories)
 
     def click_probability(self, users: Any, histories: Any, items: Any) -> np.ndarray:
         """True P(click | user, history of clicked items, item), batched.
@@ -311,11 +355,13 @@ class GroundTruth:
         users, histories, items = self._check_inputs(users, histories, items)
         return self._terms(users, histories, items)[3]
 
-    def logging_propensity(self, histories: Any, items: Any) -> np.ndarray:
+    def logging_propensity(self, histories: Any, items: Any, users: Any = None) -> np.ndarray:
         """Probability that the logging policy shows ``items`` after ``histories`` (the ``pscore``).
 
         :param histories: clicked items, oldest first, ``-1`` = padding, shape ``(B, L)``.
         :param items: shape ``(B,)`` or ``(B, K)``.
+        :param users: shape ``(B,)``; needed when ``exposure_bias`` > 0 (the policy then
+            depends on the user's true P(click)), ignored otherwise.
         :return: same shape as ``items``; sums to 1 over the whole catalogue.
         """
         histories = self._int_array(histories, "histories", (2,))
@@ -324,6 +370,13 @@ class GroundTruth:
             raise SeqrecError(f"batch sizes differ: histories {histories.shape}, items {items.shape}")
         self._check_range(histories, "histories", -1, self.n_items)
         self._check_range(items, "items", 0, self.n_items)
+        if self.config.exposure_bias > 0:
+            if users is None:
+                raise SeqrecError(f"logging_propensity needs users: the logging policy depends on the user "
+                                  f"(exposure_bias={self.config.exposure_bias:g})")  # fmt: skip
+            full = self.exposure_probabilities(users, histories)
+            rows = np.arange(items.shape[0])
+            return full[rows, items] if items.ndim == 1 else full[rows[:, None], items]
         last = self._history_terms(histories)[3]
         return self.logging_policy.propensity(last, items)
 

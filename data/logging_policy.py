@@ -14,6 +14,32 @@ user's first click the same-category share goes to the uniform part:
 ``pscore`` is :math:`\pi_0` of the shown item; :meth:`GroundTruth.logging_propensity
 <seqrec.data.ground_truth.GroundTruth.logging_propensity>` evaluates it for any (history,
 item), with input checks. Notation as in :mod:`seqrec.data.ground_truth`.
+
+Exposure bias
+-------------
+A real platform shows what it expects the user to click, so its log over-represents the
+items a user likes (and a simulator fitted on it inherits that). With ``exposure_bias`` =
+:math:`S > 0` the policy is tilted toward the user's likely clicks by the *true* click logit
+:math:`\ell(u, h, i)` (:meth:`GroundTruth.click_logits
+<seqrec.data.ground_truth.GroundTruth.click_logits>`):
+
+.. math::
+    \pi_S(i \mid u, h) = \frac{\pi_0(i \mid h)\, e^{S \ell(u, h, i)}}
+    {\sum_j \pi_0(j \mid h)\, e^{S \ell(u, h, j)}}
+
+:math:`S = 0` is :math:`\pi_0` exactly (and the same random stream, so the same bytes);
+``pscore`` is then :math:`\pi_S` of the shown item, exact, so inverse-propensity weights
+:math:`1 / \pi_S` turn the log's exposure into the uniform one of a random-exposure log.
+Every item keeps a positive probability wherever :math:`\pi_0` gives it one. It is the
+policy's, not the user's, choice (the outcome of a shown item is still drawn from the true
+P(click)), so the bias is *covariate shift*: what is shown depends on P(click), what is
+clicked given what is shown does not change. Sampling needs the logits of the whole
+catalogue, O(N·M) per step (rows are processed in blocks of :data:`BLOCK_CELLS` cells).
+
+At the default size (seed 0) the log's click rate is 29.9 % at S = 0 (pi_0 already leans to
+popular items, which are clicked more), 37.7 % at S = 0.5, 45.5 % at 1 and 58.5 % at 2, while
+a random-exposure log of the same users (``random_exposure``) clicks 25.1 %; generating takes
+1.1, 4.6, 5.0 and 8.9 s (2 shared cores).
 """
 
 from __future__ import annotations
@@ -24,7 +50,10 @@ import numpy as np
 
 from seqrec.data.synth_config import SynthConfig
 
-__all__ = ["LoggingPolicy"]
+__all__ = ["BLOCK_CELLS", "LoggingPolicy"]
+
+BLOCK_CELLS = 1 << 22
+"""Most (row, item) cells of the tilted policy held at once (32 MiB of float64)."""
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -101,3 +130,31 @@ class LoggingPolicy:
         p_cat = np.where(same, cfg.log_same_category / self.cat_sizes[lc], 0.0)
         p_uni = np.where(has, cfg.log_uniform, cfg.log_uniform + cfg.log_same_category) / M
         return cfg.log_popularity * self.popularity[items] + p_cat + p_uni
+
+    def distribution(self, last: np.ndarray) -> np.ndarray:
+        """pi_0(. | last click) over the whole catalogue, shape ``(B, M)``; rows sum to 1.
+
+        :param last: the last clicked item per row, ``-1`` before the first click, shape ``(B,)``.
+        """
+        M = self.categories.shape[0]
+        return self.propensity(last, np.broadcast_to(np.arange(M), (last.shape[0], M)))
+
+    def tilted(self, last: np.ndarray, logits: np.ndarray, strength: float) -> np.ndarray:
+        """pi_S(. | u, h) ∝ pi_0(. | h) exp(S * logits) (module docstring), shape ``(B, M)``; rows sum to 1.
+
+        :param last: the last clicked item per row, ``-1`` before the first click, shape ``(B,)``.
+        :param logits: the true click logit of every item per row, shape ``(B, M)``.
+        :param strength: S >= 0.
+        """
+        with np.errstate(divide="ignore"):  # items pi_0 never shows keep probability 0
+            score = np.log(self.distribution(last)) + strength * logits
+        score -= score.max(axis=1, keepdims=True)
+        p = np.exp(score)
+        return p / p.sum(axis=1, keepdims=True)
+
+    @staticmethod
+    def draw(probabilities: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """One item per row by inverse CDF: ``probabilities (B, M)`` (rows sum to 1), ``u (B,)`` uniform in [0, 1)."""
+        cdf = np.cumsum(probabilities, axis=1)
+        item = (cdf < (u * cdf[:, -1])[:, None]).sum(axis=1)  # the first item whose CDF reaches u
+        return np.minimum(item, probabilities.shape[1] - 1)

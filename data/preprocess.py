@@ -1,4 +1,4 @@
-"""Preprocessing: value threshold, de-duplication, k-core filtering, chronological order.
+"""Preprocessing: positives and real negatives, value threshold, de-duplication, k-core filtering, chronological order.
 
 Each step is vectorised numpy over the table's columns (bincounts for the k-core, one stable
 ``lexsort`` for the order), never a pandas frame of the log, and counts what it drops in a
@@ -8,13 +8,14 @@ source order, so ties in time keep their source order exactly as a stable sort w
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 import numpy as np
 
 from seqrec.infra.errors import SeqrecError
-from seqrec.data.table import InteractionTable
+from seqrec.data.positive import NEGATIVE, PositiveRule, parse_positive
+from seqrec.data.table import InteractionTable, behaviour_vocabulary
 
 Dedup = Literal["none", "exact", "first", "last"]
 
@@ -25,6 +26,11 @@ class PrepConfig:
 
     min_value: float | None = None
     """Keep only events with ``value >= min_value`` (e.g. 4 for "rating ≥ 4"); None keeps all."""
+    positive: str | None = None
+    """A :mod:`~seqrec.data.positive` rule (``value>=4``, ``behaviour==click``, …): events that
+    fail it are kept as real negatives, renamed ``"negative"``; None: every event keeps its
+    behaviour. Applied before ``min_value``, so both can be given; negatives are events like
+    any other for the k-core and the splits."""
     dedup: Dedup = "none"
     """``exact``: drop repeated (user, item, ts, behaviour) rows; ``first``/``last``: keep one
     event per (user, item) pair, the earliest/latest."""
@@ -40,6 +46,8 @@ class PrepConfig:
             raise SeqrecError(f"dedup must be none, exact, first or last, not {self.dedup!r}")
         if self.min_user_interactions < 0 or self.min_item_interactions < 0:
             raise SeqrecError("min_user_interactions and min_item_interactions must be >= 0")
+        if self.positive is not None:
+            parse_positive(self.positive)
 
 
 @dataclass
@@ -52,6 +60,10 @@ class PrepReport:
     users_kept: int = 0
     items_kept: int = 0
     rows_kept: int = 0
+    positive: dict | None = None
+    """With a ``positive`` rule: ``{"rule": str, "positive": n, "negative": n}`` over the rows kept."""
+    notes: list[str] = field(default_factory=list)
+    """What the reader assumed that is not an error (e.g. no time column: file order)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -142,8 +154,11 @@ def preprocess(table: InteractionTable, cfg: PrepConfig) -> tuple[InteractionTab
     Events end up sorted by user, then time, ties kept in source order (a stable sort).
     Memory: the input's columns plus one int64 order and the output's columns.
     """
+    report = PrepReport(rows_read=table.n_interactions, notes=list(table.notes))
+    passed = None
+    if cfg.positive is not None:
+        table, passed = relabel_negatives(table, parse_positive(cfg.positive))
     cols = table.columns
-    report = PrepReport(rows_read=table.n_interactions)
     alive = np.ones(table.n_interactions, bool)
     if cfg.min_value is not None:
         alive = cols["value"] >= cfg.min_value
@@ -153,9 +168,28 @@ def preprocess(table: InteractionTable, cfg: PrepConfig) -> tuple[InteractionTab
     alive = _kcore(cols["user"], cols["item"], alive, cfg, report)
     if not alive.any():
         raise SeqrecError(f"{table.source}: no interactions left after preprocessing ({report.dropped})")
+    if passed is not None:
+        n_pos = int(passed[alive].sum())
+        report.positive = {"rule": str(parse_positive(cfg.positive)), "positive": n_pos, "negative": int(alive.sum()) - n_pos}
     everything = bool(alive.all())
     order = chronological_order(cols["user"], cols["ts"], None if everything else np.flatnonzero(alive))
     return _reindex(table, order, None if everything else alive, report)
+
+
+def relabel_negatives(table: InteractionTable, rule: PositiveRule) -> tuple[InteractionTable, np.ndarray]:
+    """A copy of ``table`` whose events failing ``rule`` have the behaviour :data:`NEGATIVE`.
+
+    :return: the new table and the rule's mask over its rows, shape (n_events,) bool.
+    Behaviour codes are renumbered in :func:`behaviour_vocabulary` order (``negative`` added
+    only when some event fails).
+    """
+    passed = rule.mask(table)
+    if passed.all():
+        return table, passed
+    names = behaviour_vocabulary(np.array([*table.behaviour_names, NEGATIVE], dtype=object))
+    remap = np.array([names.index(n) for n in table.behaviour_names], np.int8)
+    codes = np.where(passed, remap[table.columns["behaviour"]], np.int8(names.index(NEGATIVE))).astype(np.int8)
+    return replace(table, columns={**table.columns, "behaviour": codes}, behaviour_names=names), passed
 
 
 def _reindex(table: InteractionTable, order: np.ndarray, alive: np.ndarray | None, report: PrepReport) -> tuple[InteractionTable, PrepReport]:
@@ -181,5 +215,5 @@ def _reindex(table: InteractionTable, order: np.ndarray, alive: np.ndarray | Non
     ufeats = table.user_features.iloc[user_keep].reset_index(drop=True) if table.user_features is not None else None
     return InteractionTable(
         out, table.user_ids[user_keep], table.item_ids[item_keep], table.behaviour_names,
-        feats, table.item_feature_names, ufeats, table.source,
+        feats, table.item_feature_names, ufeats, table.source, list(table.notes),
     ), report  # fmt: skip

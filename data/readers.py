@@ -17,11 +17,15 @@ Generic logs and the synthetic ``events.csv`` are streamed (:mod:`seqrec.data.sc
 log is never held as a frame, so their size is bounded by the canonical columns (~25 bytes per
 event). The MovieLens and RecBole readers parse their (small, fixed) formats with pandas.
 
-Generic logs take a column mapping ``user=COL,item=COL,time=COL[,behaviour=COL][,value=COL]
-[,session=COL][,date=COL]``: COL is a header name, or a 0-based position for a file
-without a header. A ``session`` without a ``user`` makes each session its own sequence
-(anonymous session logs); a ``date`` column is added to ``time`` (an offset in seconds
-within the session). Every parse error names the file, the line and the column.
+Generic logs take a column mapping ``user=COL,item=COL[,time=COL][,behaviour=COL][,value=COL]
+[,session=COL][,date=COL][,pscore=COL]``: COL is a header name, or a 0-based position for a
+file without a header (``user=0,item=1,value=2`` reads a headerless rating triplet file). A
+``session`` without a ``user`` makes each session its own sequence (anonymous session logs); a
+``date`` column is added to ``time`` (an offset in seconds within the session). A log without
+``time`` (user, item, rating triplets, as Coat and Yahoo! R3 are shared) is read in file order,
+``ts`` = the row number, with a note in the preprocessing report. ``pscore`` is the logging
+policy's propensity of each shown item, a number in (0, 1]. Every parse error names the file,
+the line and the column.
 """
 
 from __future__ import annotations
@@ -38,10 +42,10 @@ import pandas as pd
 from seqrec.infra.errors import DataFormatError, SeqrecError
 from seqrec.data import validate
 from seqrec.data.scan import default_sep, scan_log
-from seqrec.data.table import InteractionTable, build_table
+from seqrec.data.table import NO_TIME_NOTE, InteractionTable, build_table
 
 FORMATS = ("ml-100k", "ml-dat", "ml-csv", "recbole", "synthetic", "csv", "parquet")
-COLUMN_KEYS = ("user", "item", "time", "behaviour", "value", "session", "date")
+COLUMN_KEYS = ("user", "item", "time", "behaviour", "value", "session", "date", "pscore")
 
 ML100K_GENRES = (
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
@@ -61,10 +65,11 @@ class ColumnMap:
     value: str | int | None = None
     session: str | int | None = None
     date: str | int | None = None
+    pscore: str | int | None = None
 
     @classmethod
     def parse(cls, spec: str) -> "ColumnMap":
-        """Parse ``"user=COL,item=COL,time=COL,…"``; integers are positions."""
+        """Parse ``"user=COL,item=COL[,time=COL],…"``; integers are positions."""
         fields: dict[str, str | int] = {}
         for part in filter(None, (p.strip() for p in spec.split(","))):
             key, sep, col = part.partition("=")
@@ -75,8 +80,10 @@ class ColumnMap:
                 raise SeqrecError(f"--columns: unknown key {key!r}; expected one of {', '.join(COLUMN_KEYS)}")
             fields[key] = int(col) if re.fullmatch(r"\d+", col) else col
         cmap = cls(**fields)
-        if cmap.item is None or (cmap.user is None and cmap.session is None) or cmap.time is None:
-            raise SeqrecError("--columns must map item, time and user (or session)")
+        if cmap.item is None or (cmap.user is None and cmap.session is None):
+            raise SeqrecError("--columns must map item and user (or session)")
+        if cmap.date is not None and cmap.time is None:
+            raise SeqrecError("--columns: date=COL needs time=COL (the offset within the date)")
         kinds = {isinstance(v, int) for v in fields.values()}
         if len(kinds) > 1:
             raise SeqrecError("--columns: use either header names or 0-based positions, not both")
@@ -264,7 +271,7 @@ def read_recbole(path: Path) -> InteractionTable:
     raw["ts"] = (validate.times(frame[cmap["ts"]], data, first, cmap["ts"]) if cmap["ts"] else np.arange(len(frame), dtype=np.int64))
     if cmap["value"]:
         raw["value"] = validate.numbers(frame[cmap["value"]], data, first, cmap["value"], integer=False)
-    return build_table(raw, source=str(data))
+    return build_table(raw, source=str(data), notes=None if cmap["ts"] else [NO_TIME_NOTE])
 
 
 def read_synthetic(path: Path) -> InteractionTable:
@@ -275,14 +282,15 @@ def read_synthetic(path: Path) -> InteractionTable:
     except (OSError, ValueError) as err:
         raise SeqrecError(f"{meta_path}: unreadable synthetic-dataset metadata ({err})") from None
     events = path / "events.csv"
-    cmap = ColumnMap(user="user", item="item", time="ts", behaviour="behaviour", value="value", session="session")
-    extras = {"pscore": "pscore"} if "pscore" in validate.read_header(events).split(",") else None
+    header = validate.read_header(events).split(",")
+    cmap = ColumnMap(user="user", item="item", time="ts", behaviour="behaviour", value="value",
+                     session="session" if "session" in header else None, pscore="pscore" if "pscore" in header else None)  # fmt: skip
     item_features = None
     if (path / "items.csv").exists():
         items = pd.read_csv(path / "items.csv")
         item_features = pd.get_dummies(items["category"], prefix="category", dtype=np.float32)
         item_features.index = items["item"].to_numpy()
-    return scan_log([events], cmap, kind="csv", sep=",", source=str(path), extras=extras, item_features=item_features)
+    return scan_log([events], cmap, kind="csv", sep=",", source=str(path), item_features=item_features)
 
 
 def _generic_frame(frame: pd.DataFrame, first: int, path: Path, cmap: ColumnMap, sep: str) -> pd.DataFrame:
@@ -292,10 +300,11 @@ def _generic_frame(frame: pd.DataFrame, first: int, path: Path, cmap: ColumnMap,
     if cmap.session is not None:
         raw["session"] = validate.tokens(get("session"), path, first, cmap.session)
     raw["user"] = validate.tokens(get("user"), path, first, cmap.user) if cmap.user is not None else raw["session"]
-    ts = validate.times(get("time"), path, first, cmap.time)
-    if cmap.date is not None:
-        ts = ts + validate.times(get("date"), path, first, cmap.date)
-    raw["ts"] = ts
+    if cmap.time is not None:  # else read_generic numbers the rows of all files
+        ts = validate.times(get("time"), path, first, cmap.time)
+        if cmap.date is not None:
+            ts = ts + validate.times(get("date"), path, first, cmap.date)
+        raw["ts"] = ts
     if cmap.behaviour is not None:
         behaviour = get("behaviour")
         bad = validate.missing(behaviour)
@@ -304,6 +313,8 @@ def _generic_frame(frame: pd.DataFrame, first: int, path: Path, cmap: ColumnMap,
         raw["behaviour"] = behaviour.str.strip().to_numpy()
     if cmap.value is not None:
         raw["value"] = validate.numbers(get("value"), path, first, cmap.value, integer=False)
+    if cmap.pscore is not None:
+        raw["pscore"] = validate.propensities(get("pscore"), path, first, cmap.pscore)
     return raw
 
 
@@ -318,7 +329,10 @@ def read_generic(path: Path, columns: ColumnMap, sep: str | None = None) -> Inte
         return scan_log(files, columns, kind="csv", sep=sep, source=str(path))
     sep = default_sep(files[0], sep)
     frames = [_generic_frame(*_read_delimited(f, sep, header=not columns.positional), f, columns, sep) for f in files]
-    return build_table(pd.concat(frames, ignore_index=True), source=str(path))
+    raw = pd.concat(frames, ignore_index=True)
+    if columns.time is None:
+        raw["ts"] = np.arange(len(raw), dtype=np.int64)
+    return build_table(raw, source=str(path), notes=None if columns.time is not None else [NO_TIME_NOTE])
 
 
 def read_parquet(path: Path, columns: ColumnMap) -> InteractionTable:
@@ -349,9 +363,13 @@ def default_columns(path: Path, sep: str | None) -> ColumnMap:
         user=pick("user", "user_id", "userid", "visitorid"), item=pick("item", "item_id", "itemid", "movieid"),
         time=pick("ts", "time", "timestamp", "datetime"), behaviour=pick("behaviour", "behavior", "event", "event_type"),
         value=pick("value", "rating"), session=pick("session", "session_id", "sessionid"),
+        pscore=pick("pscore", "propensity"),
     )  # fmt: skip
-    if cmap.item is None or cmap.time is None or (cmap.user is None and cmap.session is None):
-        raise SeqrecError(f"{path}: cannot tell which columns hold user, item and time (header: {', '.join(names[:12])}); pass --columns user=COL,item=COL,time=COL")
+    if cmap.item is None or (cmap.user is None and cmap.session is None):
+        headerless = all(re.fullmatch(r"[-+.\deE]+", n) for n in names if n)
+        hint = (" — this looks like a file without a header: name the columns by position, e.g. --columns user=0,item=1,value=2"
+                if headerless else "; pass --columns user=COL,item=COL[,time=COL]")  # fmt: skip
+        raise SeqrecError(f"{path}: cannot tell which columns hold user and item (header: {', '.join(names[:12])}){hint}")
     return cmap
 
 

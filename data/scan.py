@@ -31,7 +31,7 @@ import pandas as pd
 import polars as pl
 
 from seqrec.data import validate
-from seqrec.data.table import InteractionTable, align_features, behaviour_vocabulary
+from seqrec.data.table import NO_TIME_NOTE, InteractionTable, align_features, behaviour_vocabulary
 from seqrec.infra.errors import DataFormatError, SeqrecError
 
 if TYPE_CHECKING:
@@ -101,7 +101,10 @@ class _File:
             elif name == "behaviour":
                 self.chunks.add(self.chunks.text, name, _factorize(col))
             else:
-                self.chunks.add(self.chunks.values, name, col.cast(pl.Float64).to_numpy())
+                values = col.cast(pl.Float64).to_numpy()
+                if name == "pscore":
+                    validate.check_propensities(values, self.path, self.line(0), self.labels[name])
+                self.chunks.add(self.chunks.values, name, values)
         self.chunks.rows += df.height
 
     def _drop_blank(self, df: pl.DataFrame) -> pl.DataFrame:
@@ -177,9 +180,13 @@ class _Log:
                 cols[name], ids[name] = self._codes(name)
         if "user" not in cols:  # anonymous sessions: each session is a user
             cols["user"], ids["user"] = cols["session"], ids["session"]
-        ts = self._concat("time", np.int64)
-        if "date" in self.fields:
-            ts += self._concat("date", np.int64)
+        notes = []
+        if "time" in self.fields:
+            ts = self._concat("time", np.int64)
+            if "date" in self.fields:
+                ts += self._concat("date", np.int64)
+        else:  # user, item, rating triplets: file order is the only order there is
+            ts, notes = np.arange(n, dtype=np.int64), [NO_TIME_NOTE]
         cols["ts"] = ts
         if "behaviour" in self.fields:
             codes, raw = self._text_codes("behaviour")
@@ -195,7 +202,7 @@ class _Log:
             cols["pscore"] = self._concat("pscore", np.float32)
         table = {k: cols[k] for k in ("user", "item", "ts", "behaviour", "value", "session", "pscore") if k in cols}
         feats, feat_names, _ = align_features(ids["item"], ids["user"], item_features, None)
-        return InteractionTable(table, ids["user"], ids["item"], names, feats, feat_names, None, source)
+        return InteractionTable(table, ids["user"], ids["item"], names, feats, feat_names, None, source, notes)
 
     def _concat(self, name: str, dtype: type) -> np.ndarray:
         return np.concatenate([a for c in self.files for a in c.values.get(name, [])]).astype(dtype, copy=False)
@@ -348,6 +355,8 @@ def _validate(path: Path, series: pd.Series, first: int, key: str, col: str | in
     """The exact check of one field's cells in one chunk (raises at the first bad one)."""
     if key in TIME_FIELDS:
         validate.times(series, path, first, col)
+    elif key == "pscore":
+        validate.propensities(series, path, first, col)
     elif key in FLOAT_FIELDS:
         validate.numbers(series, path, first, col, integer=False)
     else:
@@ -383,7 +392,7 @@ def scan_log(files: list[Path], columns: "ColumnMap", *, kind: str, sep: str | N
     :param files: delimited-text files (``kind="csv"``) or Parquet files (``kind="parquet"``).
     :param columns: the :class:`~seqrec.data.readers.ColumnMap` of every file.
     :param sep: text files only: one-character field separator (default: comma, tab for ``.tsv``).
-    :param extras: further fields to carry (``{"pscore": "pscore"}``: field -> column).
+    :param extras: further fields to carry (field -> column), beside those of ``columns``.
     :param item_features: side features indexed by raw item id, aligned to the result's items.
     """
     fields = {**columns.used(), **(extras or {})}

@@ -28,8 +28,10 @@ Named variants of these defaults that mirror the shapes of real logs (anonymous
 sessions, a large Zipf catalogue, positives only, a view/cart/buy funnel) are in
 :mod:`seqrec.data.synth_presets`. The fields they need beyond the model's weights
 (``popularity_zipf``, ``fav_prob``, ``max_sessions_per_user``, ``write_impressions``,
-``behaviour_names``) are left out of :meth:`SynthConfig.to_dict` while they hold their
-defaults, so the files of a default config are the same bytes as before they existed.
+``behaviour_names``), and the exposure knobs for checking debiased simulators against a
+random-exposure log (``exposure_bias``, ``random_exposure``), are left out of
+:meth:`SynthConfig.to_dict` while they hold their defaults, so the files of a default config
+are the same bytes as before they existed.
 """
 
 from __future__ import annotations
@@ -125,6 +127,15 @@ class SynthConfig:
     """Logging-policy share drawn uniformly from the last clicked item's category."""
     log_uniform: float = 0.2
     """Logging-policy share drawn uniformly from the catalogue."""
+    exposure_bias: float = field(default=0.0, metadata=_OMIT_AT_DEFAULT)
+    """S: strength of the logging policy's bias toward the items the user is likely to click,
+    pi_S(i | u, h) proportional to pi_0(i | h) * exp(S * true click logit); 0 (default) is pi_0
+    itself (:mod:`seqrec.data.logging_policy`); ``pscore`` (written with the impressions) is then
+    pi_S of the shown item. Costs O(N * M) per step when > 0."""
+    random_exposure: int = field(default=0, metadata=_OMIT_AT_DEFAULT)
+    """Also write ``random_exposure.csv``: this many distinct items per user drawn uniformly
+    from the catalogue, each with an outcome drawn from the user's true P(click) at the end of
+    their logged history (:mod:`seqrec.data.synthetic`); 0 (default): not written."""
     max_events_per_user: int = 200
     """Truncate each user's log after this many shown items (the number of time steps)."""
     max_sessions_per_user: int = field(default=0, metadata=_OMIT_AT_DEFAULT)
@@ -189,7 +200,7 @@ class SynthConfig:
             if getattr(self, name) <= 0:
                 raise bad(name, "must be > 0")
         for name in ("item_noise", "popularity_sigma", "popularity_zipf", "funnel_noise", "repeat_penalty",
-                     "w_satiation", "session_gap_mean_s", "max_sessions_per_user"):
+                     "w_satiation", "session_gap_mean_s", "max_sessions_per_user", "exposure_bias", "random_exposure"):
             if getattr(self, name) < 0:
                 raise bad(name, "must be >= 0")
         for name in ("drift", "log_popularity", "log_same_category", "log_uniform"):
@@ -215,6 +226,8 @@ class SynthConfig:
             raise bad("log_uniform", f"log_popularity + log_same_category + log_uniform = {total:g}, must be 1")
         if self.log_uniform + self.log_same_category <= 0:
             raise bad("log_uniform", "log_uniform + log_same_category must be > 0 so every item can be shown")
+        if self.random_exposure > self.n_items:
+            raise bad("random_exposure", f"must be <= n_items ({self.n_items}): the items of a user are distinct")
         if self.gap_min_s < 1:
             raise bad("gap_min_s", "must be >= 1 (timestamps strictly increase)")
         if self.gap_max_s < self.gap_min_s:

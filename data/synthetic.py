@@ -10,16 +10,19 @@ and :mod:`seqrec.data.logging_policy` (which item is shown). This module simulat
 logging platform and writes the files. Everything is vectorised numpy over all users at
 once; the only Python loop is over time steps (at most ``max_events_per_user`` iterations).
 
-Randomness: ``np.random.SeedSequence(seed).spawn(2)`` gives two independent streams, one
+Randomness: ``np.random.SeedSequence(seed).spawn(3)`` gives independent streams, one
 for the ground-truth parameters (so :meth:`GroundTruth.from_config
 <seqrec.data.ground_truth.GroundTruth.from_config>` regenerates them without simulating
-the log) and one for the logging simulation. The same config gives byte-identical files.
+the log), one for the logging simulation and one for the random-exposure log (``spawn(2)``
+gives the first two unchanged). The same config gives byte-identical files.
 
 Logging (the platform that produced ``events.csv``)
 -----------------------------------------------------
 All users start at step 0, each at its own time. At every step, each user that has not
 churned is shown ONE item drawn from the logging policy :math:`\pi_0`
-(:mod:`seqrec.data.logging_policy`); ``pscore`` is :math:`\pi_0` of the shown item.
+(:mod:`seqrec.data.logging_policy`); ``pscore`` is :math:`\pi_0` of the shown item. With
+``exposure_bias`` :math:`S > 0` the policy is :math:`\pi_S`, tilted toward the items the
+user is likely to click, and ``pscore`` is :math:`\pi_S` of the shown item.
 
 The user views the item and clicks with the true probability; after a click the item is
 added to cart with probability :math:`q^{cart}_i`, and after a cart purchased with
@@ -69,6 +72,18 @@ Files (:func:`write_synthetic`)
   ``pscore`` column: exactly the clicked rows of the log the same config writes with
   impressions; user and session ids keep their numbers, so those without a click are absent.
 * ``items.csv`` -- ``item,category,popularity`` (popularity = :math:`\mathrm{pop}_i`).
+* ``random_exposure.csv`` (only with ``random_exposure`` = :math:`K > 0`) --
+  ``user,item,ts,behaviour,value,truth``: for every user, :math:`K` distinct items drawn
+  uniformly from the catalogue (the ground truth a random-exposure log gives, as Coat's and
+  Yahoo! R3's random parts do), each with an outcome drawn from the user's true P(click) at
+  the end of the logging simulation (the history of all their clicks; no state changes
+  between the :math:`K` items): ``value`` 1 and ``behaviour_names[1]`` (``click``) for a
+  click, ``value`` 0 and ``behaviour_names[0]`` (``view``) for none; ``truth`` is that true
+  P(click) (10 significant digits). ``ts`` = the time of the user's last shown item +
+  ``session_gap_min_s`` + :math:`k` ``gap_min_s`` for the :math:`k`-th item. Any reader reads
+  it as a generic log (``seqrec data prepare random_exposure.csv --positive value>=1``, or
+  ``behaviour==click``; without ``--positive`` ``view`` is already a negative behaviour for the
+  simulator). Drawn from a third stream of the seed, so ``events.csv`` does not change.
 * ``truth.npz`` -- every ground-truth array and parameter, the config as JSON, and the
   format version; :meth:`GroundTruth.load <seqrec.data.ground_truth.GroundTruth.load>` restores it.
 * ``synth.json`` -- format version, config, model parameters and summary counts.
@@ -97,10 +112,14 @@ import pandas as pd
 from scipy.special import expit
 
 from seqrec.data.ground_truth import FORMAT_VERSION, GroundTruth
+from seqrec.data.logging_policy import BLOCK_CELLS, LoggingPolicy
 from seqrec.data.synth_config import DEFAULT_BEHAVIOURS, SynthConfig
 from seqrec.infra.errors import SeqrecError
 
-__all__ = ["BEHAVIOURS", "SyntheticLog", "generate", "write_synthetic"]
+__all__ = ["BEHAVIOURS", "RANDOM_EXPOSURE", "SyntheticLog", "generate", "random_exposure_log", "write_synthetic"]
+
+RANDOM_EXPOSURE = "random_exposure.csv"
+"""File name of the random-exposure log (module docstring), beside ``events.csv``."""
 
 BEHAVIOURS: tuple[str, ...] = DEFAULT_BEHAVIOURS
 """Default behaviour names (``SynthConfig.behaviour_names``); the index is the event's ``value``."""
@@ -120,6 +139,9 @@ class SyntheticLog:
     """``item,category,popularity`` for every item."""
     summary: dict[str, Any]
     """Summary counts (also in ``synth.json``)."""
+    random_exposure: pd.DataFrame | None = None
+    """What ``random_exposure.csv`` holds (``user,item,ts,behaviour,value,truth``), or None
+    when ``random_exposure`` is 0."""
 
 
 def generate(cfg: SynthConfig | None = None) -> SyntheticLog:
@@ -156,8 +178,11 @@ def generate(cfg: SynthConfig | None = None) -> SyntheticLog:
             break
         la = last[act]
         # logging policy: popularity / same category as last click / uniform
-        shown = policy.sample(la, u_comp[act], u_pop[act], u_cat[act], uni_item[act])
-        pscore = policy.propensity(la, shown)
+        if cfg.exposure_bias > 0:  # pi_S: u_comp is the draw's uniform, the other numbers go unused
+            shown, pscore = _biased_exposure(truth, act, hist[act], u_comp[act])
+        else:
+            shown = policy.sample(la, u_comp[act], u_pop[act], u_cat[act], uni_item[act])
+            pscore = policy.propensity(la, shown)
 
         # user response
         p = expit(truth._logits(act, hist[act], shown))
@@ -223,7 +248,60 @@ def generate(cfg: SynthConfig | None = None) -> SyntheticLog:
         events = impressions.loc[value >= 1].drop(columns="pscore").reset_index(drop=True)
     items = pd.DataFrame({"item": np.arange(M), "category": truth.categories, "popularity": truth.popularity})
     summary = _summary(cfg, impressions, events, n_churned, n_limit)
-    return SyntheticLog(truth=truth, events=events, impressions=impressions, items=items, summary=summary)
+    random_log = None
+    if cfg.random_exposure:
+        random_log = random_exposure_log(truth, hist, impressions.groupby("user")["ts"].max().reindex(range(N)).to_numpy())
+        summary["random_exposure"] = {"per_user": cfg.random_exposure, "n_events": len(random_log),
+                                      "click_rate": round(float(random_log["value"].mean()), 6),
+                                      "mean_truth": round(float(random_log["truth"].mean()), 6)}  # fmt: skip
+    return SyntheticLog(truth=truth, events=events, impressions=impressions, items=items, summary=summary, random_exposure=random_log)
+
+
+def _biased_exposure(truth: GroundTruth, users: np.ndarray, histories: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One item per row from the tilted policy pi_S and its propensity, in blocks of rows.
+
+    :param users: ``(B,)``; :param histories: the last W clicks, ``(B, W)``; :param u: uniforms ``(B,)``.
+    :return: ``(shown (B,) int64, pscore (B,) float64)``.
+    """
+    shown = np.empty(users.shape[0], np.int64)
+    pscore = np.empty(users.shape[0], np.float64)
+    step = max(1, BLOCK_CELLS // truth.n_items)
+    for s in range(0, users.shape[0], step):
+        p = truth._exposure(users[s : s + step], histories[s : s + step])
+        shown[s : s + step] = LoggingPolicy.draw(p, u[s : s + step])
+        pscore[s : s + step] = p[np.arange(p.shape[0]), shown[s : s + step]]
+    return shown, pscore
+
+
+def random_exposure_log(truth: GroundTruth, histories: np.ndarray, last_ts: np.ndarray) -> pd.DataFrame:
+    """The random-exposure log (module docstring): ``random_exposure`` distinct uniform items per user.
+
+    :param histories: every user's last W clicks at the end of the simulation, ``(N, W)``.
+    :param last_ts: every user's last logged time, ``(N,)``.
+    :return: ``user,item,ts,behaviour,value,truth``, one row per (user, item), users in order.
+    """
+    cfg = truth.config
+    N, M, K = truth.n_users, truth.n_items, cfg.random_exposure
+    rng = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(3)[2])
+    items = np.empty((N, K), np.int64)
+    step = max(1, BLOCK_CELLS // M)
+    for s in range(0, N, step):  # K distinct items per user: the K smallest of M uniform keys
+        keys = rng.random((min(step, N - s), M))
+        items[s : s + step] = np.argpartition(keys, K - 1, axis=1)[:, :K] if K < M else np.argsort(keys, axis=1)
+    p = np.empty((N, K), np.float64)
+    for s in range(0, N, step):
+        users = np.arange(s, min(s + step, N))
+        p[users] = truth.click_probability(users, histories[users], items[users])
+    click = rng.random((N, K)) < p
+    names = np.asarray(cfg.behaviour_names[:2], dtype=object)
+    return pd.DataFrame({
+        "user": np.repeat(np.arange(N), K),
+        "item": items.ravel(),
+        "ts": (last_ts[:, None] + cfg.session_gap_min_s + cfg.gap_min_s * np.arange(K)[None, :]).ravel(),
+        "behaviour": names[click.ravel().astype(np.int64)],
+        "value": click.ravel().astype(np.int64),
+        "truth": p.ravel(),
+    })  # fmt: skip
 
 
 def _summary(cfg: SynthConfig, impressions: pd.DataFrame, events: pd.DataFrame, n_churned: int,
@@ -295,6 +373,12 @@ def _regime_parameters(cfg: SynthConfig) -> dict[str, Any]:
         extra["session_limit"] = f"the user leaves after session {cfg.max_sessions_per_user} (no churn draw)"
     if not cfg.write_impressions:
         extra["written"] = "clicked events only (value >= 1), no pscore; the truth holds the full process"
+    if cfg.exposure_bias > 0:
+        extra["exposure"] = "pi_S(i|u,h) = pi_0(i|h) exp(S*logit P(click|u,h,i)) / Z(u,h); pscore = pi_S of the shown item"
+        extra["S"] = cfg.exposure_bias
+    if cfg.random_exposure:
+        extra["random_exposure"] = (f"random_exposure.csv: {cfg.random_exposure} distinct uniform items per user, outcome ~ "
+                                    "true P(click) at the end of the log (value 0/1, truth = that P)")  # fmt: skip
     return extra
 
 
@@ -317,13 +401,17 @@ def write_synthetic(out: str | Path, cfg: SynthConfig | None = None) -> Path:
     try:
         log.events.to_csv(tmp / "events.csv", index=False, float_format="%.10g", lineterminator="\n")
         log.items.to_csv(tmp / "items.csv", index=False, float_format="%.10g", lineterminator="\n")
+        files = ["events.csv", "items.csv", "truth.npz", "synth.json"]
+        if log.random_exposure is not None:
+            log.random_exposure.to_csv(tmp / RANDOM_EXPOSURE, index=False, float_format="%.10g", lineterminator="\n")
+            files.insert(2, RANDOM_EXPOSURE)
         log.truth.save(tmp / "truth.npz")
         meta = {
             "format_version": FORMAT_VERSION,
             "generator": "seqrec.data.synthetic",
             "config": cfg.to_dict(),
             "model": _model_parameters(cfg),
-            "files": ["events.csv", "items.csv", "truth.npz", "synth.json"],
+            "files": files,
             "summary": log.summary,
         }
         (tmp / "synth.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")

@@ -7,13 +7,14 @@ column   dtype   meaning
 ======== ======= ===========================================================
 user     int64   0 … n_users-1  (raw id: ``user_ids[user]``; int32 while streaming)
 item     int64   0 … n_items-1  (raw id: ``item_ids[item]``; int32 while streaming)
-ts       int64   event time in seconds (or an order key for logs without time)
+ts       int64   event time in seconds (logs without a time column: the row number, file order)
 behaviour int8   index into ``behaviour_names`` (view, click, cart, purchase, …)
 value    float32 the event's value: a rating, a funnel depth, 1.0 when absent
 ======== ======= ===========================================================
 
-Optional columns ``session`` (int64) and ``pscore`` (float32, the logging policy's
-propensity for logs generated in a simulator) are carried when the source has them.
+Optional columns ``session`` (int64) and ``pscore`` (float32 in (0, 1], the logging policy's
+propensity of showing the event's item: logged by the source, or written by ``seqrec data
+synth``) are carried when the source has them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ import numpy as np
 import pandas as pd
 
 REQUIRED_COLUMNS = ("user", "item", "ts", "behaviour", "value")
+
+NO_TIME_NOTE = "no time column: each user's events are in file order (ts = the row number, counted over all files)"
+"""The report's note for a log read without a time column (how Coat and Yahoo! R3 are shared)."""
 
 #: Known behaviour names in funnel order; others sort after them alphabetically.
 BEHAVIOUR_ORDER = ("view", "pv", "impression", "click", "fav", "like", "cart", "purchase", "buy")
@@ -49,6 +53,8 @@ class InteractionTable:
     :param item_feature_names: the F feature names.
     :param user_features: one row per user index (any columns), or None.
     :param source: where the table was read from (for reports and errors).
+    :param notes: what the reader assumed that is not an error (e.g. no time column: ``ts`` is
+        the row number); preprocessing copies them into its report.
 
     Columns rather than a DataFrame: a streamed log of tens of millions of events costs its
     ~25 bytes per event once, never a second pandas copy; :attr:`events` builds a frame on demand.
@@ -62,6 +68,7 @@ class InteractionTable:
     item_feature_names: list[str] = field(default_factory=list)
     user_features: pd.DataFrame | None = None
     source: str = ""
+    notes: list[str] = field(default_factory=list)
 
     @property
     def events(self) -> pd.DataFrame:
@@ -105,6 +112,7 @@ def build_table(
     source: str,
     item_features: pd.DataFrame | None = None,
     user_features: pd.DataFrame | None = None,
+    notes: list[str] | None = None,
 ) -> InteractionTable:
     """Turn a frame with raw ``user``, ``item``, ``ts`` and optional ``behaviour``, ``value``,
     ``session``, ``pscore`` columns into an :class:`InteractionTable`.
@@ -126,7 +134,8 @@ def build_table(
         if extra in frame:
             col = frame[extra]
             events[extra] = encode_ids(col)[0] if extra == "session" else col.to_numpy(dtype)
-    return InteractionTable(events, user_ids, item_ids, names, *align_features(item_ids, user_ids, item_features, user_features), source)
+    return InteractionTable(events, user_ids, item_ids, names, *align_features(item_ids, user_ids, item_features, user_features), source,
+                            list(notes or []))  # fmt: skip
 
 
 def align_features(item_ids: np.ndarray, user_ids: np.ndarray, item_features: pd.DataFrame | None,

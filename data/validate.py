@@ -127,3 +127,18 @@ def times(series: pd.Series, path: Path, first: int, col: str | int) -> np.ndarr
         fail_at(path, series, bad, first, "a number or a date/time", col)
     # resolution-independent (pandas 3 may parse to s, ms, us or ns)
     return ((parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "s")).to_numpy(np.int64)
+
+
+def propensities(series: pd.Series, path: Path, first: int, col: str | int) -> np.ndarray:
+    """A ``pscore`` column: numbers in (0, 1], shape (n,) float64; raises at the first bad cell."""
+    values = numbers(series, path, first, col, integer=False)
+    check_propensities(values, path, first, col)
+    return values
+
+
+def check_propensities(values: np.ndarray, path: Path, first: int, col: str | int) -> None:
+    """Raise the one-line error at the first propensity outside (0, 1] (NaN included); ``first`` is its line."""
+    bad = ~((values > 0) & (values <= 1))
+    if bad.any():
+        k = int(np.argmax(bad))
+        raise DataFormatError(path, f"pscore {values[k]:g} is not a propensity in (0, 1]", line=first + k, column=str(col))

@@ -30,11 +30,13 @@ from torch import Tensor
 
 from seqrec.infra.devices import resolve_device
 from seqrec.infra.errors import SeqrecError
+from seqrec.infra.traced import TracedByShape
 from seqrec.envs.bundle import Bundle
 from seqrec.envs.config import EnvConfig
 from seqrec.envs.retrieval import InnerProductIndex
 from seqrec.envs.rng import derive, uniforms
 from seqrec.envs.starts import PREFILL_USERS, Start, StartCache
+from seqrec.encoders.traced import EncoderInference
 
 N_SESSION_FEATURES = 2  # misses / 5 and step / max_episode_steps, appended to the state
 
@@ -68,6 +70,7 @@ class BatchedSessions:
         with torch.inference_mode():
             self.item_emb = self.encoder.item_embeddings().detach().float()
             self._item_table = self.encoder._item_table().detach() if self.encoder.config.n_item_features else None
+        self._one_row = TracedByShape(EncoderInference(self.encoder, self._item_table))  # one click's re-encoding, traced
         if config.action_mode == "candidates" and config.n_candidates > self.n_items:
             raise SeqrecError(f"n_candidates {config.n_candidates} exceeds the catalogue's {self.n_items} items")
         self.index = InnerProductIndex(self.item_emb) if config.action_mode == "candidates" else None
@@ -189,7 +192,8 @@ class BatchedSessions:
         n = state.batch_size if rows is None else rows.shape[0]
         emb = self.emb.new_zeros(n, self.dim)
         if self.config.obs_mode == "embedding" or self.index is not None:
-            emb = self.encoder.infer(*self._window(state.history, state.behaviours, rows), item_table=self._item_table).float()
+            window = self._window(state.history, state.behaviours, rows)
+            emb = (self._one_row(*window) if n == 1 else self.encoder.infer(*window, item_table=self._item_table)).float()
         if self.index is None:
             return emb, self.candidates.new_zeros(n, 0)
         return emb, self.index.search(emb, self.config.n_candidates)

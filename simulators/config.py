@@ -12,13 +12,16 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from seqrec.infra.configs import from_dict as config_from_dict
 from seqrec.infra.devices import DEVICE_CHOICES, check_device_name
 from seqrec.infra.errors import SeqrecError
 
 Calibration = Literal["temperature", "isotonic"]
+Debias = Literal["none", "ips", "snips"]
+DEBIAS_METHODS: tuple[str, ...] = get_args(Debias)
+"""The values of ``SimulatorConfig.debias`` (the CLI's ``--debias``)."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,20 @@ class SimulatorConfig:
     ``isotonic``: monotone piecewise-linear map fitted there."""
     seed: int = 0
     """Seed of initialisation, negative sampling and shuffling (same seed: same simulator)."""
+    debias: Debias = "none"
+    """Correct the response model's fit for the logging policy's exposure bias
+    (:mod:`seqrec.simulators.exposure`): ``none`` (every logged event weighs 1, the fit
+    of before this option), ``ips`` (each logged event weighted by its inverse exposure
+    propensity relative to the training rows' harmonic mean, clipped above at
+    ``debias_max_weight``), ``snips`` (those weights divided by their batch mean).
+    Propensities: the log's ``pscore`` column when it has one, else an item-popularity
+    exposure model fitted on the training rows, ``(n_i + 1) / (N + M)``. The held-out
+    impressions that early-stop and calibrate the fit carry the same weights, so the
+    calibrated P(click) targets uniform random exposure rather than the logged click rate."""
+    debias_max_weight: float = 10.0
+    """Upper clip of the IPS weights (weights below 1 are kept). Clipping bounds the variance
+    a few rarely shown events would add, at the price of under-correcting them; the fidelity
+    report records the share of training rows clipped and the effective sample size."""
 
     # -- satiation -------------------------------------------------------------------------
     similarity_threshold: float = 0.5
@@ -173,6 +190,11 @@ class SimulatorConfig:
             raise bad("holdout_fraction", "must be in (0, 0.5)")
         if self.calibration not in ("temperature", "isotonic"):
             raise bad("calibration", "must be 'temperature' or 'isotonic'")
+        if self.debias not in DEBIAS_METHODS:
+            raise bad("debias", f"must be one of {', '.join(DEBIAS_METHODS)}")
+        if isinstance(self.debias_max_weight, bool) or not isinstance(self.debias_max_weight, (int, float)) or not (
+                math.isfinite(self.debias_max_weight) and self.debias_max_weight >= 1):
+            raise bad("debias_max_weight", "must be a finite number >= 1")
         if not -1.0 <= self.similarity_threshold <= 1.0:
             raise bad("similarity_threshold", "must be a cosine in [-1, 1]")
         for name in ("idle_satiation_decay", "examination_decay"):

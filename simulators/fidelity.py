@@ -29,6 +29,12 @@
   of that log would reach. Such a log identifies only which item comes next,
   P(next click = i | h) = pi0(i | h) P(click | h, i) / Z(h), the logging policy's exposure
   times the click probability (:func:`identified_ceiling`), not P(click | shown) itself.
+* **debias** -- how the response model was corrected for the logging policy's exposure
+  (``SimulatorConfig.debias``, :mod:`seqrec.simulators.exposure`): the method, whether the
+  propensities are the log's ``pscore`` or estimated from the log itself by the exposure
+  model, the weight clip, the share of training rows clipped and the effective sample size.
+  The held-out metrics above are on logged impressions, which carry the logging policy's
+  bias; ``seqrec simulator validate`` scores a simulator on randomly exposed feedback.
 * **throughput** -- simulator steps per second for a batch of 64 users.
 """
 
@@ -265,6 +271,7 @@ def fidelity_report(sim: UserSimulator, seq: SequenceData, out_dir: str | Path |
                                 "simulated_mean_random_item": _r(float(np.mean(random_items))) if len(random_items) else None}  # fmt: skip
     report["click_model"] = click
     report["weak_simulator"] = weak_simulator_problems(report)
+    report["debias"] = debias_record(sim)
 
     # -- outcome (behaviour / rating) model -----------------------------------------------
     pos = seq.positions("test")
@@ -336,6 +343,14 @@ def fidelity_report(sim: UserSimulator, seq: SequenceData, out_dir: str | Path |
     return report
 
 
+def debias_record(sim: UserSimulator) -> dict:
+    """How the response model was debiased (``SimulatorConfig.debias``, :mod:`seqrec.simulators.exposure`):
+    the method, where the propensities came from, the clip and the weights' spread; for a
+    checkpoint fitted before the option, its config's method alone."""
+    record = sim.info.get("response", {}).get("debias")
+    return dict(record) if record else {"method": sim.config.debias}
+
+
 def truth_pairs(clicks: ClickLog, n_pairs: int, max_len: int,
                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The random (history, item) pairs of the ground-truth check.
@@ -369,8 +384,8 @@ def identified_ceiling(truth: Any, users: np.ndarray, raw_hist: np.ndarray, item
     h, it = raw_hist[:n], np.asarray(seq.item_ids)[items[:n]].astype(np.int64)
     p = truth.click_probability(u, h, it)
     draws = np.broadcast_to(rng.integers(0, truth.n_items, n_items), (n, n_items))  # the same draws for every row
-    z = (truth.click_probability(u, h, draws) * truth.logging_propensity(h, draws)).mean(1)
-    return _r(spearmanr(truth.logging_propensity(h, it) * p / z, p)[0], 4)
+    z = (truth.click_probability(u, h, draws) * truth.logging_propensity(h, draws, users=u)).mean(1)
+    return _r(spearmanr(truth.logging_propensity(h, it, users=u) * p / z, p)[0], 4)
 
 
 def ground_truth_check(sim: UserSimulator, seq: SequenceData, clicks: ClickLog, truth: Any, n_pairs: int,

@@ -6,7 +6,9 @@ embedding size in ``SimulatorConfig.dims`` and keeps the best. Each fit
 each row's labelled pairs (the logged item, plus sampled never-touched items for logs
 without real negatives) plus Gaussian priors on the embeddings -- with Adam and a cosine
 schedule, keeping the epoch with the best calibrated held-out log-loss; the held-out data
-and the calibration map are in :mod:`seqrec.simulators.calibration`.
+and the calibration map are in :mod:`seqrec.simulators.calibration`. ``SimulatorConfig.debias``
+weights the logged pairs (and the held-out impressions) by inverse exposure propensities
+(:mod:`seqrec.simulators.exposure`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from seqrec.infra.devices import resolve_device
 from seqrec.simulators.calibration import Calibration, HeldOut, calibration_rows, held_out_pairs
 from seqrec.simulators.config import SimulatorConfig
 from seqrec.simulators.examples import ClickLog, UntouchedSampler
+from seqrec.simulators.exposure import DebiasWeights, batch_weights, debias_weights, low_ess_warning
 from seqrec.simulators.response import ResponseModel
 
 __all__ = ["FitResult", "fit_response_model", "fit_response_model_dim", "model_features", "score_pairs"]
@@ -48,9 +51,11 @@ def score_pairs(model: ResponseModel, data: HeldOut, batch: int = 4096) -> np.nd
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
-def log_loss(p: np.ndarray, y: np.ndarray) -> float:
+def log_loss(p: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Mean binary log-loss of ``p (n,)`` against 0/1 ``y (n,)``, ``weights (n,)``-weighted when given."""
     p = np.clip(np.asarray(p, np.float64), 1e-7, 1 - 1e-7)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    ll = y * np.log(p) + (1 - y) * np.log(1 - p)
+    return float(-np.mean(ll)) if weights is None else float(-np.sum(ll * weights) / np.sum(weights))
 
 
 def model_features(seq: SequenceData, rows: np.ndarray, positive: np.ndarray, side: Tensor | None) -> tuple[Tensor, np.ndarray]:
@@ -125,7 +130,9 @@ def fit_response_model_dim(seq: SequenceData, clicks: ClickLog, cfg: SimulatorCo
     Rows: every training event (label: click or not, see :func:`calibration_rows`), each with
     ``cfg.n_negatives`` items the user never touched in them (label 0, weight
     ``sampled_negative_weight``), resampled every epoch. Adam with a cosine learning-rate
-    schedule; the epoch with the best calibrated held-out log-loss is kept.
+    schedule; the epoch with the best calibrated held-out log-loss is kept. With
+    ``cfg.debias`` the logged pair of each row, and each held-out impression, carries its
+    IPS weight (:mod:`seqrec.simulators.exposure`); ``none`` runs exactly the unweighted fit.
     """
     t0 = time.perf_counter()
     rng = np.random.default_rng(cfg.seed)
@@ -133,6 +140,7 @@ def fit_response_model_dim(seq: SequenceData, clicks: ClickLog, cfg: SimulatorCo
     L = cfg.max_history
     real_neg = clicks.has_real_negatives
     rows, calib_split, _ = calibration_rows(seq, cfg, real_neg)
+    debias = debias_weights(seq, rows, cfg.debias, cfg.debias_max_weight)
     side = None if seq.item_features is None else torch.from_numpy(np.array(seq.item_features, np.float32))  # a copy: the cache is read-only
     item_has_id = torch.from_numpy(np.bincount(seq.items[rows], minlength=seq.n_items) >= cfg.min_id_events)
     user_has_id = torch.from_numpy(np.bincount(seq.users[rows], minlength=seq.n_users) >= cfg.min_id_events)
@@ -154,6 +162,8 @@ def fit_response_model_dim(seq: SequenceData, clicks: ClickLog, cfg: SimulatorCo
     train_sampler = UntouchedSampler(users_np, items_np, seq.n_items)
     all_sampler = UntouchedSampler(seq.users, seq.items, seq.n_items)
     valid = held_out_pairs(clicks, calib_split, cfg, np.random.default_rng([cfg.seed, 1]), all_sampler)
+    valid_w = _held_out_weights(debias, valid, calib_split)
+    row_w = None if debias is None else torch.from_numpy(np.ascontiguousarray(debias.events[rows]))
 
     users_t, items_t = torch.from_numpy(users_np), torch.from_numpy(items_np)
     labels_t = torch.from_numpy(labels_np)
@@ -185,7 +195,11 @@ def fit_response_model_dim(seq: SequenceData, clicks: ClickLog, cfg: SimulatorCo
             z = model(users_t[idx].to(device), hist.to(device), cand, feature_delta=delta.to(device))  # one dense item table per step: cheaper than per-gather maps
             # the likelihood sums over every labelled pair of the row, so the priors weigh less
             # when each row carries sampled negatives too
-            bce = (F.binary_cross_entropy_with_logits(z, y, reduction="none") * col_w).sum(1).mean()
+            if row_w is None:
+                bce = (F.binary_cross_entropy_with_logits(z, y, reduction="none") * col_w).sum(1).mean()
+            else:  # the logged pair weighs its (batch-normalised for snips) IPS weight, sampled negatives w_s
+                per = F.binary_cross_entropy_with_logits(z, y, reduction="none") * col_w
+                bce = (per[:, 0] * batch_weights(row_w[idx], debias.method).to(device) + per[:, 1:].sum(1)).mean()
             loss = bce + model.prior_penalty(*priors) / (2 * n)
             opt.zero_grad()
             loss.backward()
@@ -211,8 +225,8 @@ def fit_response_model_dim(seq: SequenceData, clicks: ClickLog, cfg: SimulatorCo
     for epoch in range(cfg.epochs):
         train_bce = run_epoch(opt, sched)
         z_valid = score_pairs(model, valid)
-        cal = Calibration.fit(z_valid, valid.labels, kind="temperature")
-        v_loss = log_loss(cal.probability(torch.from_numpy(z_valid).double()).numpy(), valid.labels)
+        cal = Calibration.fit(z_valid, valid.labels, valid_w, kind="temperature")
+        v_loss = log_loss(cal.probability(torch.from_numpy(z_valid).double()).numpy(), valid.labels, valid_w)
         entry = {"dim": dim, "epoch": epoch + 1, "train_bce": round(train_bce, 5), "valid_log_loss": round(v_loss, 5),
                  "valid_auc": _r5(_auc(z_valid, valid.labels))}
         history_log.append(entry)
@@ -228,17 +242,19 @@ def fit_response_model_dim(seq: SequenceData, clicks: ClickLog, cfg: SimulatorCo
         model.load_state_dict(best[2])
     model.cpu().eval()  # the simulator is built on the CPU (UserSimulator.to moves it)
     z_valid = score_pairs(model, valid)
-    calibration = Calibration.fit(z_valid, valid.labels, kind=cfg.calibration)
+    calibration = Calibration.fit(z_valid, valid.labels, valid_w, kind=cfg.calibration)
     if not real_neg and cfg.base_click_rate is not None:  # the log cannot say how often a random item is taken
         calibration = calibration.with_base_rate(z_valid[valid.labels == 0], cfg.base_click_rate)
     warnings = []
     if calibration.kind == "temperature" and calibration.a < 0.05:
         warnings.append(f"calibration slope {calibration.a:.3g}: the model barely ranks held-out clicks above "
                         f"non-clicks, so P(click) is nearly constant (more data or epochs?)")
+    debias_record = {"method": "none"} if debias is None else {**debias.record, "calibration_weighted": valid_w is not None}
+    warnings += [w for w in [low_ess_warning(debias_record)] if w]
     info = {
         "warnings": warnings,
         "model": repr(model), "rows": int(n), "budget": budget.to_dict(), "sampled_negatives": k, "sampled_negative_weight": w_s,
-        "real_negatives": real_neg, "calibration_protocol": valid.protocol,
+        "real_negatives": real_neg, "calibration_protocol": valid.protocol, "debias": debias_record,
         "calibration_set": "valid split" if isinstance(calib_split, str) else f"half of a random {cfg.holdout_fraction:g} of train events",
         "calibration_rows": int(len(valid.items)), "dim": dim, "base_click_rate": _base_rate_source(cfg, real_neg),
         "valid_log_loss": round(best[0], 6),
@@ -249,6 +265,15 @@ def fit_response_model_dim(seq: SequenceData, clicks: ClickLog, cfg: SimulatorCo
         "seconds": round(time.perf_counter() - t0, 2),
     }
     return FitResult(model=model, calibration=calibration, info=info)
+
+
+def _held_out_weights(debias: DebiasWeights | None, valid: HeldOut, calib_split: str | np.ndarray) -> np.ndarray | None:
+    """IPS weights of the held-out calibration pairs ``(n,)``: those of their events under the
+    ``impressions`` protocol (one pair per event, in ``calib_split`` order); None without
+    debiasing or under the ``sampled`` protocol, whose level ``base_click_rate`` sets."""
+    if debias is None or valid.protocol != "impressions" or isinstance(calib_split, str):
+        return None
+    return debias.events[np.asarray(calib_split, np.int64)].astype(np.float64)
 
 
 def count_repeats(clicks: ClickLog, rows: np.ndarray, max_len: int, chunk: int = 1 << 16) -> int:
