@@ -146,8 +146,7 @@ class _Trainer:
             self._warm_start()
         self.curve = _load_curve(run / CURVE_NAME, self.steps) if ckpt is not None else {"timesteps": [], "results": [], "ep_lengths": []}
         self.best = max((float(np.mean(r)) for r in self.curve["results"]), default=-np.inf)
-        self.sampled_s = 0.0
-        self.sampled_steps = 0
+        self.sampling: list[tuple[float, int]] = []  # (sampling seconds, env steps) of each iteration
 
     def _warm_start(self) -> None:
         from seqrec.agents.rllib_module import init_from_encoder
@@ -204,13 +203,14 @@ class _Trainer:
         lifetime_before = self.steps
         self.steps = max(self.steps, done) if done > 0 else self.steps
         timer = result.get("timers", {}).get("env_runner_sampling_timer")
-        if timer is not None and result.get("training_iteration", 0) > 1:  # the first iteration pays the env runners' warm-up
-            self.sampled_s += float(timer)
-            self.sampled_steps += self.steps - lifetime_before
+        if timer is not None:
+            self.sampling.append((float(timer), self.steps - lifetime_before))
 
     def _record_throughput(self) -> None:
         runners = max(1, self.engine.num_env_runners)
-        per_runner = self.sampled_steps / runners / self.sampled_s if self.sampled_s > 0 else None
+        timed = self.sampling[1:] or self.sampling  # the first iteration pays the env runners' warm-up
+        seconds, steps = sum(t for t, _ in timed), sum(n for _, n in timed)
+        per_runner = steps / runners / seconds if seconds > 0 else None
         info = json.loads((self.run_dir / ENGINE_FILE).read_text())
         info.update(env_steps=self.steps, env_steps_per_s_per_runner=per_runner)
         write_json_atomic(self.run_dir / ENGINE_FILE, info)

@@ -146,7 +146,7 @@ def main() -> None:
         res["rllib"] = r = rllib_vs_baselines(a, out)
         print(f"| RLlib PPO {a.rllib_timesteps:,} steps, {a.num_env_runners} runner(s) | {r['train_wall_s']:.0f} s "
               f"({r['cpu_minutes']:.1f} CPU-min) | beats random and greedy: {r['beats_random_and_greedy']} | "
-              f"{r['rllib_env_steps_per_s_per_runner']:.0f} env steps/s per runner vs SB3 {r['sb3_env_steps_per_s']:.0f} |")  # fmt: skip
+              f"{r['rllib_env_steps_per_s_per_runner'] or float('nan'):.0f} env steps/s per runner vs SB3 {r['sb3_env_steps_per_s']:.0f} |")  # fmt: skip
         for name, (m, lo, hi) in r["returns"].items():
             print(f"|   {name} | {m:.3f} [{lo:.3f}, {hi:.3f}] |")
     (out / "sweep_bench.json").write_text(json.dumps(res, indent=2, default=str))

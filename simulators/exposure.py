@@ -61,10 +61,13 @@ from seqrec.data.sequences import SequenceData
 from seqrec.infra.errors import SeqrecError
 from seqrec.simulators.config import DEBIAS_METHODS
 
-__all__ = ["DebiasWeights", "PopularityExposure", "batch_weights", "debias_weights", "ips_weights", "low_ess_warning"]
+__all__ = ["DebiasWeights", "PopularityExposure", "batch_weights", "debias_weights", "debias_warnings", "ips_weights"]
 
 LOW_ESS_SHARE = 0.1
 """Warn when the training rows' effective sample size under the weights is below this share of them."""
+LOW_KEPT_MASS = 0.8
+"""Warn when clipping keeps less than this share of the training rows' unclipped weight (the
+correction is then partial: the clipped events are the rarely shown ones it exists for)."""
 
 
 @dataclass(frozen=True)
@@ -146,18 +149,25 @@ def debias_weights(seq: SequenceData, rows: np.ndarray, method: str, max_weight:
     reference = float(len(rows) / np.sum(1.0 / p[rows])) if len(rows) else 1.0
     w = ips_weights(p, reference, max_weight)
     wr = w[rows].astype(np.float64)
+    kept = float(wr.sum() / np.sum(reference / p[rows])) if len(rows) else 1.0
     ess = float(wr.sum() ** 2 / max(len(wr) * np.square(wr).sum(), 1e-300)) if len(wr) else 0.0
     record = {"method": method, **source, "max_weight": max_weight, "reference_propensity": reference,
               "train_rows": int(len(rows)), "clipped_share": round(float((reference / p[rows] > max_weight).mean()), 6) if len(rows) else 0.0,
               "weight_min": round(float(wr.min()), 6) if len(wr) else None, "weight_mean": round(float(wr.mean()), 6) if len(wr) else None,
-              "weight_max": round(float(wr.max()), 6) if len(wr) else None, "effective_sample_share": round(ess, 6)}  # fmt: skip
+              "weight_max": round(float(wr.max()), 6) if len(wr) else None, "effective_sample_share": round(ess, 6),
+              "weight_mass_kept": round(kept, 6)}  # fmt: skip
     return DebiasWeights(events=w, method=method, record=record)
 
 
-def low_ess_warning(record: dict[str, Any]) -> str | None:
-    """A warning when the weights leave a small effective sample (``record`` of :func:`debias_weights`)."""
-    share = record.get("effective_sample_share")
-    if share is None or share >= LOW_ESS_SHARE:
-        return None
-    return (f"debias={record['method']}: the weights leave an effective sample of {share:.1%} of the training rows, "
-            f"so the fit rests on few events (lower SimulatorConfig.debias_max_weight?)")
+def debias_warnings(record: dict[str, Any]) -> list[str]:
+    """What the weights' bias-variance trade-off costs (``record`` of :func:`debias_weights`): a small
+    effective sample (variance) or much weight clipped away (a partial correction)."""
+    out = []
+    share, kept = record.get("effective_sample_share"), record.get("weight_mass_kept")
+    if share is not None and share < LOW_ESS_SHARE:
+        out.append(f"debias={record['method']}: the weights leave an effective sample of {share:.1%} of the training rows, "
+                   f"so the fit rests on few events (lower SimulatorConfig.debias_max_weight?)")
+    if kept is not None and kept < LOW_KEPT_MASS:
+        out.append(f"debias={record['method']}: clipping at {record['max_weight']:g} keeps {kept:.0%} of the inverse-propensity "
+                   f"weight, so the correction is partial (raise SimulatorConfig.debias_max_weight?)")
+    return out

@@ -30,7 +30,7 @@ from seqrec.infra.devices import resolve_device
 from seqrec.simulators.calibration import Calibration, HeldOut, calibration_rows, held_out_pairs
 from seqrec.simulators.config import SimulatorConfig
 from seqrec.simulators.examples import ClickLog, UntouchedSampler
-from seqrec.simulators.exposure import DebiasWeights, batch_weights, debias_weights, low_ess_warning
+from seqrec.simulators.exposure import DebiasWeights, batch_weights, debias_warnings, debias_weights
 from seqrec.simulators.response import ResponseModel
 
 __all__ = ["FitResult", "fit_response_model", "fit_response_model_dim", "model_features", "score_pairs"]
@@ -250,7 +250,7 @@ def fit_response_model_dim(seq: SequenceData, clicks: ClickLog, cfg: SimulatorCo
         warnings.append(f"calibration slope {calibration.a:.3g}: the model barely ranks held-out clicks above "
                         f"non-clicks, so P(click) is nearly constant (more data or epochs?)")
     debias_record = {"method": "none"} if debias is None else {**debias.record, "calibration_weighted": valid_w is not None}
-    warnings += [w for w in [low_ess_warning(debias_record)] if w]
+    warnings += debias_warnings(debias_record)
     info = {
         "warnings": warnings,
         "model": repr(model), "rows": int(n), "budget": budget.to_dict(), "sampled_negatives": k, "sampled_negative_weight": w_s,

@@ -16,7 +16,7 @@ from seqrec.simulators import response_fit
 from seqrec.simulators.calibration import calibration_rows
 from seqrec.simulators.config import SimulatorConfig
 from seqrec.simulators.examples import ClickLog
-from seqrec.simulators.exposure import PopularityExposure, batch_weights, debias_weights, ips_weights
+from seqrec.simulators.exposure import PopularityExposure, batch_weights, debias_warnings, debias_weights, ips_weights
 from seqrec.simulators.simulator import UserSimulator, fit_simulator
 
 FAST = SimulatorConfig(dim=4, dim_search=(), max_history=10, epochs=3, batch_size=256, seed=0)
@@ -84,7 +84,12 @@ def test_weights_of_a_pscore_column(seq):
     # a shown-type-c item: ref / (0.9 / 20), the other: ref / (0.1 / 20), which 3.0 clips
     assert np.isclose(ref, 1 / seq.n_items, rtol=0.05)
     assert dw.record["clipped_share"] == pytest.approx(np.mean(ref / p[rows] > 3.0), abs=1e-6) and 0.05 < dw.record["clipped_share"] < 0.15
+    assert dw.record["weight_mass_kept"] == pytest.approx(np.minimum(ref / p[rows], 3.0).sum() / (ref / p[rows]).sum(), abs=1e-6)
     assert debias_weights(seq, rows, "none", 3.0) is None
+    # a tight clip drops much of the weight of the rarely shown events: the fit says so
+    tight = debias_weights(seq, rows, "ips", 1.0).record
+    assert tight["weight_mass_kept"] < 0.8 and any("keeps" in w and "partial" in w for w in debias_warnings(tight))
+    assert not debias_warnings(debias_weights(seq, rows, "ips", 10.0).record)
 
 
 def test_snips_normalises_each_batch():
