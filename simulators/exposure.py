@@ -112,12 +112,18 @@ class DebiasWeights:
     """IPS weights of every event of a log, and what made them.
 
     :param events: weight of every event, shape (n_events,) float32 (gathered per batch and
-        for the held-out calibration pairs).
+        for the held-out pairs that pick the epoch).
+    :param unclipped: ``reference / p`` of every event, shape (n_events,) float64: the final
+        calibration's weights. Its two parameters set the level of P(click), and clipped weights
+        would put part of the logged click rate back (at ``--exposure-bias 2`` a clip of 10
+        keeps 63 % of the weight mass: the weighted click rate is then 0.33 where random
+        exposure gives 0.25); two parameters tolerate the variance of unclipped weights.
     :param method: ``ips`` or ``snips``.
     :param record: how the weights were made (``fidelity.json`` → ``debias``).
     """
 
     events: np.ndarray
+    unclipped: np.ndarray
     method: str
     record: dict[str, Any]
 
@@ -156,7 +162,7 @@ def debias_weights(seq: SequenceData, rows: np.ndarray, method: str, max_weight:
               "weight_min": round(float(wr.min()), 6) if len(wr) else None, "weight_mean": round(float(wr.mean()), 6) if len(wr) else None,
               "weight_max": round(float(wr.max()), 6) if len(wr) else None, "effective_sample_share": round(ess, 6),
               "weight_mass_kept": round(kept, 6)}  # fmt: skip
-    return DebiasWeights(events=w, method=method, record=record)
+    return DebiasWeights(events=w, unclipped=reference / p, method=method, record=record)
 
 
 def debias_warnings(record: dict[str, Any]) -> list[str]:

@@ -242,14 +242,15 @@ def fit_response_model_dim(seq: SequenceData, clicks: ClickLog, cfg: SimulatorCo
         model.load_state_dict(best[2])
     model.cpu().eval()  # the simulator is built on the CPU (UserSimulator.to moves it)
     z_valid = score_pairs(model, valid)
-    calibration = Calibration.fit(z_valid, valid.labels, valid_w, kind=cfg.calibration)
+    calibration = Calibration.fit(z_valid, valid.labels, _held_out_weights(debias, valid, calib_split, clipped=False), kind=cfg.calibration)
     if not real_neg and cfg.base_click_rate is not None:  # the log cannot say how often a random item is taken
         calibration = calibration.with_base_rate(z_valid[valid.labels == 0], cfg.base_click_rate)
     warnings = []
     if calibration.kind == "temperature" and calibration.a < 0.05:
         warnings.append(f"calibration slope {calibration.a:.3g}: the model barely ranks held-out clicks above "
                         f"non-clicks, so P(click) is nearly constant (more data or epochs?)")
-    debias_record = {"method": "none"} if debias is None else {**debias.record, "calibration_weighted": valid_w is not None}
+    debias_record = {"method": "none"} if debias is None else {**debias.record, "calibration_weighted": valid_w is not None,
+                                                                     "calibration_weights": "unclipped" if valid_w is not None else None}
     warnings += debias_warnings(debias_record)
     info = {
         "warnings": warnings,
@@ -267,13 +268,15 @@ def fit_response_model_dim(seq: SequenceData, clicks: ClickLog, cfg: SimulatorCo
     return FitResult(model=model, calibration=calibration, info=info)
 
 
-def _held_out_weights(debias: DebiasWeights | None, valid: HeldOut, calib_split: str | np.ndarray) -> np.ndarray | None:
+def _held_out_weights(debias: DebiasWeights | None, valid: HeldOut, calib_split: str | np.ndarray,
+                      clipped: bool = True) -> np.ndarray | None:
     """IPS weights of the held-out calibration pairs ``(n,)``: those of their events under the
-    ``impressions`` protocol (one pair per event, in ``calib_split`` order); None without
-    debiasing or under the ``sampled`` protocol, whose level ``base_click_rate`` sets."""
+    ``impressions`` protocol (one pair per event, in ``calib_split`` order), clipped (epoch
+    selection) or not (the final calibration: :class:`~seqrec.simulators.exposure.DebiasWeights`);
+    None without debiasing or under the ``sampled`` protocol, whose level ``base_click_rate`` sets."""
     if debias is None or valid.protocol != "impressions" or isinstance(calib_split, str):
         return None
-    return debias.events[np.asarray(calib_split, np.int64)].astype(np.float64)
+    return (debias.events if clipped else debias.unclipped)[np.asarray(calib_split, np.int64)].astype(np.float64)
 
 
 def count_repeats(clicks: ClickLog, rows: np.ndarray, max_len: int, chunk: int = 1 << 16) -> int:
