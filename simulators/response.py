@@ -248,23 +248,6 @@ class ResponseModel(nn.Module):
         return torch.maximum(sim, same) * valid[:, :, None].to(basis.dtype), same
 
 
-class ItemScorer(nn.Module):
-    """:meth:`ResponseModel.score_items` over fixed item tables, as a module of tensors only
-    (for :class:`~seqrec.infra.traced.TracedByShape`: it branches on shapes, never on values).
-
-    ``forward(taste, last, h, valid, basis, items, satiation)`` -> raw logits ``(B, K)``: the
-    five :class:`HistoryTerms` fields, then as :meth:`ResponseModel.score_items`.
-    """
-
-    def __init__(self, model: ResponseModel, tables: "ItemTables"):
-        super().__init__()
-        self.model, self.tables = model, tables
-
-    def forward(self, taste: Tensor, last: Tensor, h: Tensor, valid: Tensor, basis: Tensor, items: Tensor,
-                satiation: Tensor) -> Tensor:
-        return self.model.score_items(HistoryTerms(taste, last, h, valid, basis), items, satiation, self.tables)
-
-
 class HistoryTerms(NamedTuple):
     """The candidate-free parts of :meth:`ResponseModel.forward` for B users: ``taste``,
     ``last`` ``(B, D)``, history ids ``h`` (pads clamped to 0) and ``valid`` ``(B, L)``, and

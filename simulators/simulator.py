@@ -27,14 +27,13 @@ from torch import Tensor
 
 from seqrec.infra.atomic import atomic_write
 from seqrec.infra.errors import CheckpointError, SeqrecError
-from seqrec.infra.traced import TracedByShape
 from seqrec.data.sequences import SequenceData
 from seqrec.simulators.behaviour import OutcomeModel
 from seqrec.simulators.calibration import Calibration
 from seqrec.simulators.config import SimulatorConfig
 from seqrec.simulators.dynamics import ExitModel, SimState, compact_left, fit_exit_model, push_click
 from seqrec.simulators.examples import ClickLog
-from seqrec.simulators.response import ItemScorer, ResponseModel
+from seqrec.simulators.response import ResponseModel
 from seqrec.simulators.response_fit import fit_response_model
 
 FORMAT_VERSION = 1
@@ -100,7 +99,6 @@ class UserSimulator:
         with torch.no_grad():
             self._tables = self.model.item_table()
             self._decay = float(self.model.decay)
-        self._scorer = TracedByShape(ItemScorer(self.model, self._tables))  # a hot loop's repeated shapes run traced
         dev = self._tables.q.device
         self._positive = torch.zeros(max(len(self.behaviour_names), 1), dtype=torch.bool, device=dev)
         self._positive[self.positive_behaviours] = True
@@ -193,7 +191,7 @@ class UserSimulator:
         block = max(1, (1 << 24) // max(it.shape[0] * max(state.history.shape[1], 1), 1))
         with torch.no_grad():
             terms = self._history_terms(state)
-            blocks = [self._scorer(*terms, it[:, k:k + block], state.satiation) for k in range(0, it.shape[1], block)]
+            blocks = [self.model.score_items(terms, it[:, k:k + block], state.satiation, self._tables) for k in range(0, it.shape[1], block)]
             z = blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)
             p = self.calibration.probability(z)
         return p[:, 0] if single else p
