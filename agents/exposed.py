@@ -107,6 +107,8 @@ def policy_picks(sim: UserSimulator, seq: SequenceData, log: ExposedLog, bundle:
 def _start(sessions, users: np.ndarray, hist: np.ndarray, beh: np.ndarray) -> None:
     """Slots at the users' logged states; random draws keyed by user (whatever the block)."""
     sessions.keys[:] = derive(users.astype(np.uint64), 0x7A11D)
+    if getattr(sessions, "index", None) is not None:  # the last block's exposed items may be narrower than K
+        sessions.candidates = sessions.candidates.new_zeros(sessions.n, sessions.config.n_candidates)
     sessions.start_from(users, hist, beh)
 
 

@@ -41,3 +41,14 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = BuildConfig(encoder={"dim": 16, "gnn_len": 20, "max_len": 20}, pretrain=PretrainConfig(epochs=2, tensorboard=False),
                       simulator=SimulatorConfig(epochs=2, dim=16, max_history=20))  # fmt: skip
     return build_bundle(data, root / "bundle", cfg, progress=False)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray of 2 CPUs for one test module (the Ray tests skip when the extra is not installed)."""
+    ray = pytest.importorskip("ray")
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()

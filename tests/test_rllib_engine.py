@@ -40,13 +40,6 @@ def test_what_the_rllib_engine_refuses(tiny_bundle: Path, tmp_path: Path, capsys
         load_agent(run)
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.mark.slow

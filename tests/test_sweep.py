@@ -85,13 +85,6 @@ def test_unreachable_address_and_missing_extra(monkeypatch) -> None:
 
 
 # ------------------------------------------------------------------ a local Ray
-@pytest.fixture(scope="module")
-def local_ray():
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.mark.slow
