@@ -237,6 +237,28 @@ class ResponseModel(nn.Module):
         sim, same = self.similarity(terms, items, t.z)
         return z - torch.einsum("bl,blk->bk", satiation, self.satiation_weight * sim + self.repeat_weight * same)
 
+    def catalogue_terms(self, terms: "HistoryTerms", tables: "ItemTables") -> tuple[Tensor, Tensor]:
+        """:meth:`score_items` of every item, split into what a step's satiation does not change:
+        the base logits ``(B, M)`` and the satiation weights ``(B, L, M)`` that the step's
+        satiation ``(B, L)`` contracts (:meth:`score_catalogue`). A simulator caches them until
+        the history changes, so a step scores an item with two gathers and one contraction."""
+        t = tables
+        (B, L), M = terms.h.shape, t.q.shape[0]
+        z0 = self.global_bias + t.b.expand(B, M) + terms.taste @ t.q.T + terms.last @ t.s.T
+        # similarity() over every item: [h_l = i] by a scatter, the cosines by one matmul
+        valid = terms.valid[:, :, None].to(t.z.dtype)
+        same = torch.zeros(B, L, M, dtype=t.z.dtype, device=t.z.device).scatter_(2, terms.h[:, :, None], valid)
+        cos = terms.basis @ t.z.T
+        sim = torch.maximum(cos.masked_fill_(cos < self.similarity_threshold, 0.0), same) * valid
+        return z0, self.satiation_weight * sim + self.repeat_weight * same
+
+    @staticmethod
+    def score_catalogue(z0: Tensor, weights: Tensor, items: Tensor, satiation: Tensor) -> Tensor:
+        """Raw logits ``(B, K)`` of ``items`` from :meth:`catalogue_terms` ``(B, M), (B, L, M)``:
+        the same function as :meth:`score_items`."""
+        L = weights.shape[1]
+        return z0.gather(1, items) - torch.einsum("bl,blk->bk", satiation, weights.gather(2, items[:, None, :].expand(-1, L, -1)))
+
     def similarity(self, terms: "HistoryTerms", items: Tensor, basis: Tensor) -> tuple[Tensor, Tensor]:
         """Thresholded cosine ``sim(h_k, i)`` (1 for the same item) and ``[h_k = i]``, each ``(B, L, K)``;
         ``basis``: unit-length item vectors ``(M, F)`` whose cosine defines similarity

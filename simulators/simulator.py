@@ -66,6 +66,13 @@ class StepResult:
     state: SimState
 
 
+CATALOGUE_CELLS = 1 << 15
+"""Largest ``B * L * M`` (users x history x items) whose whole-catalogue scores a simulator caches
+per state: a single env's user on a catalogue of up to ~650 items then scores its step's item
+with two gathers instead of the ~20 operations of ``score_items`` (most of a step at one row);
+larger batches or catalogues would spend more recomputing it after each click than they save."""
+
+
 class UserSimulator:
     """Simulated users fitted from a log; see the module docstring and :mod:`~seqrec.simulators.dynamics`.
 
@@ -103,7 +110,7 @@ class UserSimulator:
         self._positive = torch.zeros(max(len(self.behaviour_names), 1), dtype=torch.bool, device=dev)
         self._positive[self.positive_behaviours] = True
         self._exam: dict[tuple, Tensor] = {}
-        self._terms_cache: tuple | None = None  # (users, history, HistoryTerms) of the last state scored
+        self._terms_cache: tuple | None = None  # (users, history, HistoryTerms, catalogue terms) of the last state scored
 
     def __repr__(self) -> str:
         return (f"UserSimulator(n_users={self.n_users}, n_items={self.n_items}, behaviours={self.behaviour_names}, "
@@ -190,23 +197,31 @@ class UserSimulator:
         # so scoring a whole large catalogue for a batch of users stays within memory
         block = max(1, (1 << 24) // max(it.shape[0] * max(state.history.shape[1], 1), 1))
         with torch.no_grad():
-            terms = self._history_terms(state)
-            blocks = [self.model.score_items(terms, it[:, k:k + block], state.satiation, self._tables) for k in range(0, it.shape[1], block)]
-            z = blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)
+            terms, catalogue = self._history_terms(state)
+            if catalogue is not None:
+                z = self.model.score_catalogue(*catalogue, it, state.satiation)
+            else:
+                blocks = [self.model.score_items(terms, it[:, k:k + block], state.satiation, self._tables) for k in range(0, it.shape[1], block)]
+                z = blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)
             p = self.calibration.probability(z)
         return p[:, 0] if single else p
 
     def _history_terms(self, state: SimState):
-        """The response model's history terms of ``state``, reused while its users and history are
-        the same tensors: states are never written in place (:func:`~seqrec.simulators.dynamics.push_click`
-        shares them when nobody clicked, :meth:`SimState.replace_rows` copies), so the same
-        tensor objects mean the same histories, and most steps (no click) skip that work."""
+        """The response model's history terms of ``state`` and, for a small batch and catalogue
+        (``B * L * M <= CATALOGUE_CELLS``: a single env's user), its catalogue terms
+        (:meth:`~seqrec.simulators.response.ResponseModel.catalogue_terms`, else None); reused
+        while the state's users and history are the same tensors: states are never written in
+        place (:func:`~seqrec.simulators.dynamics.push_click` shares them when nobody clicked,
+        :meth:`SimState.replace_rows` copies), so the same tensor objects mean the same
+        histories, and most steps (no click) skip that work."""
         cached = self._terms_cache
         if cached is not None and cached[0] is state.users and cached[1] is state.history:
-            return cached[2]
+            return cached[2], cached[3]
         terms = self.model.history_terms(state.users, state.history, self._tables)
-        self._terms_cache = (state.users, state.history, terms)
-        return terms
+        small = state.batch_size * state.history.shape[1] * self.n_items <= CATALOGUE_CELLS
+        catalogue = self.model.catalogue_terms(terms, self._tables) if small else None
+        self._terms_cache = (state.users, state.history, terms, catalogue)
+        return terms, catalogue
 
     def exit_probability(self, state: SimState) -> Tensor:
         """P(the user leaves after a step that ends in ``state``), ``(B,)`` float."""

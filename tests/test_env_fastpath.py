@@ -218,3 +218,42 @@ def test_a_bundle_read_from_the_memory_mapped_cache_steps_like_one_in_memory(tin
                 trace.append(env.reset()[0])
         runs.append(np.concatenate([np.ravel(t) for t in trace]))
     np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_cached_catalogue_scores_equal_score_items_bit_for_bit(tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A single user's whole-catalogue terms (simulators.simulator.CATALOGUE_CELLS) give exactly
+    the P(click) of the per-item path, over states that satiation and clicks have moved."""
+    from seqrec.envs.bundle import load_bundle
+    from seqrec.simulators import simulator as simulator_module
+
+    bundle = load_bundle(tiny_bundle)
+    sim, seq = bundle.simulator, bundle.seq
+    g = np.random.default_rng(0)
+    users = g.choice(seq.n_users, 20, replace=False)
+    hist, beh = seq.user_histories(users, sim.max_history, upto="valid")
+    noise = torch.from_numpy(g.random((20, 6, 3)).astype(np.float32))
+    used = 0
+    with torch.inference_mode():
+        for u in range(20):
+            state = sim.initial_state(torch.from_numpy(users[u:u + 1]), torch.from_numpy(hist[u:u + 1]), torch.from_numpy(beh[u:u + 1].astype(np.int64)))
+            for k in range(6):
+                items = torch.from_numpy(g.integers(0, seq.n_items, (1, 4)))
+                probs = []
+                for cells in (1 << 30, 0):  # cached catalogue terms, then the per-item path
+                    monkeypatch.setattr(simulator_module, "CATALOGUE_CELLS", cells)
+                    sim._terms_cache = None
+                    probs.append(sim.click_probability(state, items, validate=False))
+                    used += sim._terms_cache[3] is not None
+                assert torch.equal(probs[0], probs[1])
+                state = sim.step(state, items[:, 0], noise=noise[u, k][None], validate=False).state
+    assert used == 20 * 6  # the cached path ran every time it was asked to
+
+
+def test_the_numpy_observation_equals_the_tensor_one(tiny_bundle: Path) -> None:
+    venv = SeqRecVectorEnv(num_envs=5, bundle=tiny_bundle, max_episode_steps=7)
+    obs, _ = venv.reset(seed=2)
+    g = np.random.default_rng(1)
+    for _ in range(20):
+        obs, *_ = venv.step(g.integers(0, venv.single_action_space.n, 5))
+        expected = venv.sessions.observation_tensors().numpy()
+        assert obs.dtype == expected.dtype and np.array_equal(obs, expected)
