@@ -1,4 +1,5 @@
-"""Ray, imported only when asked for: the optional ``seqrec[ray]`` extra, and connecting to a cluster.
+"""Ray, imported only when asked for: the optional ``seqrec[ray]`` extra, connecting to a cluster, and
+checking that every node sees the paths a job needs.
 
 ``import seqrec`` and every command without Ray work on the base install; the Ray commands
 (``seqrec sweep``, ``seqrec train --engine rllib``) call :func:`require_ray` first and get a
@@ -10,10 +11,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from pathlib import Path
 
 from seqrec.infra.errors import SeqrecError
 
-__all__ = ["INSTALL_HINT", "connect_ray", "require_ray"]
+__all__ = ["INSTALL_HINT", "check_nodes_see", "connect_ray", "require_ray"]
 
 INSTALL_HINT = 'pip install "seqrec[ray]"'
 CONNECT_TIMEOUT_S = 5.0
@@ -64,3 +66,25 @@ def connect_ray(address: str | None = None, num_cpus: int | None = None):
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise SeqrecError(f"cannot connect to Ray at {address or 'a new local instance'}: {first}") from None
     return ray
+
+
+def _probe(paths: list[str]) -> tuple[str, list[str]]:
+    """On one node: its address and the paths it cannot see."""
+    import ray
+
+    return ray.util.get_node_ip_address(), [p for p in paths if not os.path.exists(p)]
+
+
+def check_nodes_see(ray, paths: list[Path]) -> None:
+    """A one-line error unless every alive node sees every path (the sweep folder, the bundles)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    probe = ray.remote(num_cpus=0)(_probe)
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    answers = ray.get([probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote([str(p) for p in paths])
+                       for n in nodes])  # fmt: skip
+    for ip, missing in answers:
+        if missing:
+            what = "bundle" if Path(missing[0]) != paths[0] else "sweep folder"
+            raise SeqrecError(f"{what} {missing[0]} does not exist on the Ray node at {ip}: every node needs the bundles and "
+                              "--out at the same paths (one machine, or a shared file system)")  # fmt: skip

@@ -30,122 +30,22 @@ paths (one machine, or a shared file system).
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from seqrec.agents.ray_cluster import connect_ray, require_ray
-from seqrec.agents.train import TrainConfig, load_config_file
+from seqrec.agents.ray_cluster import check_nodes_see, connect_ray
+from seqrec.agents.sweep_spec import SweepSpec, load_spec, trial_config, trial_name
 from seqrec.infra.atomic import write_json_atomic
-from seqrec.infra.configs import from_dict
 from seqrec.infra.errors import SeqrecError
 
-DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
 TRIAL_FILE = "trial.json"
 ATTEMPTS_FILE = "attempts.jsonl"
-
-
-@dataclass
-class SweepEvaluation:
-    """How each trial's final model is scored: the same seeded users for every trial."""
-
-    episodes: int = 200
-    """Simulated users per trial."""
-    seed: int = 0
-    """Episode i is seeded ``seed + i`` (common random numbers across trials)."""
-
-
-@dataclass
-class SearchSpec:
-    """An optional Tune search space, sampled ``num_samples`` times per grid point."""
-
-    space: dict[str, dict[str, list]] = field(default_factory=dict)
-    """Option -> ``{distribution: args}``: uniform [lo, hi], loguniform [lo, hi], randint [lo, hi), choice [values]."""
-    algorithm: str = "random"
-    """``random`` (Tune's BasicVariantGenerator, combines with the grid) or a ``tune.create_searcher`` name."""
-    num_samples: int = 1
-    """Draws (trials) per grid point."""
-    metric: str = "mean_return"
-    """What a searcher maximises (a key of ``trial.json``)."""
-
-    def __post_init__(self) -> None:
-        if self.num_samples < 1:
-            raise SeqrecError(f"search.num_samples must be >= 1, not {self.num_samples}")
-        for name, dist in self.space.items():
-            if not isinstance(dist, dict) or len(dist) != 1 or next(iter(dist)) not in DISTRIBUTIONS:
-                raise SeqrecError(f"search.space.{name} must be one of {{{'|'.join(DISTRIBUTIONS)}: [...]}}, not {dist!r}")
-
-
-@dataclass
-class SweepSpec:
-    """What ``seqrec sweep SPEC`` runs (see the module docstring)."""
-
-    base: dict[str, Any] = field(default_factory=dict)
-    """TrainConfig options shared by every trial."""
-    grid: dict[str, list] = field(default_factory=dict)
-    """TrainConfig option -> the values swept (every combination is one configuration)."""
-    search: SearchSpec | None = None
-    """Optional Tune search space."""
-    evaluation: SweepEvaluation = field(default_factory=SweepEvaluation)
-    """Scoring of every trial's final model."""
-
-    def __post_init__(self) -> None:
-        for name, values in self.grid.items():
-            if not isinstance(values, list) or not values:
-                raise SeqrecError(f"grid.{name} must be a non-empty list, not {values!r}")
-        overlap = sorted((set(self.base) | set(self.search.space if self.search else {})) & set(self.grid))
-        if overlap:
-            raise SeqrecError(f"option(s) {', '.join(overlap)} are both in the grid and in base or search.space")
-
-    def points(self) -> list[dict[str, Any]]:
-        """Every grid combination, in the spec's order (one dict of options each)."""
-        names = list(self.grid)
-        return [dict(zip(names, combo)) for combo in itertools.product(*(self.grid[n] for n in names))] or [{}]
-
-
-def load_spec(path: str | Path) -> SweepSpec:
-    """Read and check a spec file: unknown sections, options and algorithms are one-line errors naming the file."""
-    path = Path(path)
-    raw = load_config_file(path)
-    try:
-        if not isinstance(raw, dict):
-            raise SeqrecError("a sweep spec is a mapping with base, grid, search and evaluation")
-        raw = dict(raw)
-        if raw.get("search") is not None:
-            raw["search"] = from_dict(SearchSpec, raw["search"])
-        if raw.get("evaluation") is not None:
-            raw["evaluation"] = from_dict(SweepEvaluation, raw["evaluation"])
-        spec = from_dict(SweepSpec, raw)
-        for point in spec.points():  # every combination must be a valid TrainConfig (algo, action mode, option names)
-            trial_config(spec, point, {}, Path("runs"))
-    except SeqrecError as err:
-        raise SeqrecError(f"{path}: {err}") from None
-    return spec
-
-
-def trial_config(spec: SweepSpec, point: dict[str, Any], sampled: dict[str, Any], folder: Path) -> TrainConfig:
-    """The TrainConfig of one trial: base, then its grid point, then its sampled values."""
-    return TrainConfig.from_sources(None, {**spec.base, **point, **sampled, "out": str(folder)})
-
-
-def trial_name(params: dict[str, Any]) -> str:
-    """A trial's folder name from its options: ``algo=ppo,seed=0`` (a bundle by its folder name)."""
-    parts = []
-    for k, v in params.items():
-        if k == "bundle" and v is not None:
-            v = Path(str(v)).name
-        elif isinstance(v, float):
-            v = f"{v:.4g}"
-        elif isinstance(v, (dict, list)):
-            v = json.dumps(v, sort_keys=True, separators=(",", ":"))
-        parts.append(f"{k}={v}".replace("/", "_").replace(" ", ""))
-    return ",".join(parts) or "trial"
 
 
 @dataclass
@@ -280,28 +180,6 @@ def _check_same_spec(root: Path, spec: SweepSpec) -> None:
         return
     root.mkdir(parents=True, exist_ok=True)
     write_json_atomic(record, current)
-
-
-def _probe(paths: list[str]) -> tuple[str, list[str]]:
-    """On one node: its address and the paths it cannot see."""
-    import ray
-
-    return ray.util.get_node_ip_address(), [p for p in paths if not os.path.exists(p)]
-
-
-def check_nodes_see(ray, paths: list[Path]) -> None:
-    """A one-line error unless every alive node sees every path (the sweep folder, the bundles)."""
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    probe = ray.remote(num_cpus=0)(_probe)
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    answers = ray.get([probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote([str(p) for p in paths])
-                       for n in nodes])  # fmt: skip
-    for ip, missing in answers:
-        if missing:
-            what = "bundle" if Path(missing[0]) != paths[0] else "sweep folder"
-            raise SeqrecError(f"{what} {missing[0]} does not exist on the Ray node at {ip}: every node needs the bundles and "
-                              "--out at the same paths (one machine, or a shared file system)")  # fmt: skip
 
 
 def _param_space(spec: SweepSpec, todo: list[dict]) -> dict[str, Any]:

@@ -51,10 +51,8 @@ class TracedByShape:
             return trace(*args)
         seen = self._seen[key] = self._seen.get(key, 0) + 1
         if seen > self.warmup and len(self._traces) < self.max_traces:
-            trace = self._trace(args)
-            if trace is not None:
-                self._traces[key] = trace
-                return trace(*args)
+            trace = self._traces[key] = self._trace(args)
+            return trace(*args)
         return self.module(*args)
 
     @property
