@@ -30,7 +30,7 @@ from seqrec.infra.devices import resolve_device
 from seqrec.simulators.calibration import Calibration, HeldOut, calibration_rows, held_out_pairs
 from seqrec.simulators.config import SimulatorConfig
 from seqrec.simulators.examples import ClickLog, UntouchedSampler
-from seqrec.simulators.exposure import DebiasWeights, batch_weights, debias_warnings, debias_weights
+from seqrec.simulators.exposure import DebiasWeights, batch_weights, debias_warnings, debias_weights, uniform_click_rate
 from seqrec.simulators.response import ResponseModel
 
 __all__ = ["FitResult", "fit_response_model", "fit_response_model_dim", "model_features", "score_pairs"]
@@ -139,7 +139,7 @@ def fit_response_model_dim(seq: SequenceData, clicks: ClickLog, cfg: SimulatorCo
     torch.manual_seed(cfg.seed)
     L = cfg.max_history
     real_neg = clicks.has_real_negatives
-    rows, calib_split, _ = calibration_rows(seq, cfg, real_neg)
+    rows, calib_split, eval_split = calibration_rows(seq, cfg, real_neg)
     debias = debias_weights(seq, rows, cfg.debias, cfg.debias_max_weight)
     side = None if seq.item_features is None else torch.from_numpy(np.array(seq.item_features, np.float32))  # a copy: the cache is read-only
     item_has_id = torch.from_numpy(np.bincount(seq.items[rows], minlength=seq.n_items) >= cfg.min_id_events)
@@ -242,7 +242,17 @@ def fit_response_model_dim(seq: SequenceData, clicks: ClickLog, cfg: SimulatorCo
         model.load_state_dict(best[2])
     model.cpu().eval()  # the simulator is built on the CPU (UserSimulator.to moves it)
     z_valid = score_pairs(model, valid)
-    calibration = Calibration.fit(z_valid, valid.labels, _held_out_weights(debias, valid, calib_split, clipped=False), kind=cfg.calibration)
+    level = None
+    if valid_w is None:
+        calibration = Calibration.fit(z_valid, valid.labels, None, kind=cfg.calibration)
+    else:  # debiased, with impressions: the whole holdout calibrates, every train-split event sets the level
+        held_rows = np.sort(np.concatenate([calib_split, eval_split]))
+        held = held_out_pairs(clicks, held_rows, cfg, np.random.default_rng([cfg.seed, 1]), all_sampler)
+        calibration = Calibration.fit(score_pairs(model, held), held.labels, _held_out_weights(debias, held, held_rows, clipped=False),
+                                      kind=cfg.calibration)
+        level_rows = np.concatenate([rows, held_rows])
+        calibration, level = uniform_level(model, calibration, clicks.positive[level_rows], debias.unclipped[level_rows], held,
+                                           seq.n_items, np.random.default_rng([cfg.seed, 3]))
     if not real_neg and cfg.base_click_rate is not None:  # the log cannot say how often a random item is taken
         calibration = calibration.with_base_rate(z_valid[valid.labels == 0], cfg.base_click_rate)
     warnings = []
@@ -250,13 +260,14 @@ def fit_response_model_dim(seq: SequenceData, clicks: ClickLog, cfg: SimulatorCo
         warnings.append(f"calibration slope {calibration.a:.3g}: the model barely ranks held-out clicks above "
                         f"non-clicks, so P(click) is nearly constant (more data or epochs?)")
     debias_record = {"method": "none"} if debias is None else {**debias.record, "calibration_weighted": valid_w is not None,
-                                                                     "calibration_weights": "unclipped" if valid_w is not None else None}
+                                                                     "calibration_weights": "unclipped" if valid_w is not None else None,
+                                                                     "level": level}
     warnings += debias_warnings(debias_record)
     info = {
         "warnings": warnings,
         "model": repr(model), "rows": int(n), "budget": budget.to_dict(), "sampled_negatives": k, "sampled_negative_weight": w_s,
         "real_negatives": real_neg, "calibration_protocol": valid.protocol, "debias": debias_record,
-        "calibration_set": "valid split" if isinstance(calib_split, str) else f"half of a random {cfg.holdout_fraction:g} of train events",
+        "calibration_set": _calibration_set(calib_split, cfg.holdout_fraction, level is not None),
         "calibration_rows": int(len(valid.items)), "dim": dim, "base_click_rate": _base_rate_source(cfg, real_neg),
         "valid_log_loss": round(best[0], 6),
         "best_epoch": best[1], "epochs_run": len(history_log),
@@ -266,6 +277,39 @@ def fit_response_model_dim(seq: SequenceData, clicks: ClickLog, cfg: SimulatorCo
         "seconds": round(time.perf_counter() - t0, 2),
     }
     return FitResult(model=model, calibration=calibration, info=info)
+
+
+UNIFORM_PAIRS = 50_000
+"""Most (calibration state, uniformly drawn item) pairs that :func:`uniform_level` scores."""
+
+
+def uniform_level(model: ResponseModel, calibration: Calibration, labels: np.ndarray, weights: np.ndarray, held: HeldOut,
+                  n_items: int, rng: np.random.Generator) -> tuple[Calibration, dict]:
+    """``calibration`` shifted so that the mean P(click) of uniformly drawn items at the held-out
+    states equals the IPS click rate of ``labels (n,)`` under unclipped ``weights (n,)``
+    (:func:`~seqrec.simulators.exposure.uniform_click_rate`: why, in that module's docstring).
+
+    :param held: the calibration pairs; up to :data:`UNIFORM_PAIRS` of their states, drawn with
+        replacement, each get one item drawn uniformly from the ``n_items`` of the catalogue.
+    :return: the shifted calibration and its record (``fidelity.json`` → ``debias.level``).
+    """
+    rate = uniform_click_rate(labels, weights)
+    idx = rng.integers(len(held.items), size=min(UNIFORM_PAIRS, 4 * len(held.items)))
+    pairs = HeldOut(held.users[idx], held.history[idx], rng.integers(n_items, size=len(idx)), np.zeros(len(idx), np.float32), held.protocol)
+    z = score_pairs(model, pairs)
+    before = float(calibration.probability(torch.from_numpy(z).double()).mean())
+    shifted = calibration.with_base_rate(z, rate)
+    return shifted, {"uniform_click_rate": round(rate, 6), "events": int(len(labels)), "uniform_pairs": int(len(idx)),
+                     "mean_before": round(before, 6), "shift": round(float(shifted.shift), 6)}
+
+
+def _calibration_set(calib_split: str | np.ndarray, holdout_fraction: float, debiased: bool) -> str:
+    """Which events the final calibration was fitted on (``fidelity.json``)."""
+    if isinstance(calib_split, str):
+        return "valid split"
+    if debiased:
+        return f"a random {holdout_fraction:g} of train events, both halves (their weights leave few effective events)"
+    return f"half of a random {holdout_fraction:g} of train events"
 
 
 def _held_out_weights(debias: DebiasWeights | None, valid: HeldOut, calib_split: str | np.ndarray,

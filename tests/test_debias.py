@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from seqrec.data.sequences import SequenceData, SplitConfig, split_labels
+from seqrec.data.sequences import SPLIT_NAMES, SequenceData, SplitConfig, split_labels
 from seqrec.infra.errors import SeqrecError
 from seqrec.simulators import response_fit
 from seqrec.simulators.calibration import calibration_rows
 from seqrec.simulators.config import SimulatorConfig
 from seqrec.simulators.examples import ClickLog
-from seqrec.simulators.exposure import PopularityExposure, batch_weights, debias_warnings, debias_weights, ips_weights
+from seqrec.simulators.exposure import (PopularityExposure, batch_weights, debias_warnings, debias_weights, ips_weights,
+                                        uniform_click_rate)
 from seqrec.simulators.simulator import UserSimulator, fit_simulator
 
 FAST = SimulatorConfig(dim=4, dim_search=(), max_history=10, epochs=3, batch_size=256, seed=0)
@@ -90,6 +91,33 @@ def test_weights_of_a_pscore_column(seq):
     tight = debias_weights(seq, rows, "ips", 1.0).record
     assert tight["weight_mass_kept"] < 0.8 and any("keeps" in w and "partial" in w for w in debias_warnings(tight))
     assert not debias_warnings(debias_weights(seq, rows, "ips", 10.0).record)
+
+
+def test_uniform_click_rate_is_the_self_normalised_ips_rate():
+    # clicks on over-exposed items (weight 0.5) and a miss on a rarely shown one (weight 4)
+    assert uniform_click_rate(np.array([1, 1, 0, 0]), np.array([0.5, 0.5, 4.0, 1.0])) == pytest.approx(1.0 / 6.0)
+    assert uniform_click_rate(np.array([1, 0]), np.array([1.0, 1.0])) == 0.5  # equal weights: the plain rate
+    with pytest.raises(SeqrecError, match="at least one event"):
+        uniform_click_rate(np.zeros(0), np.zeros(0))
+
+
+def test_debiased_calibration_level_comes_from_every_train_event(seq):
+    """The level is the IPS click rate of the whole train split (not of the small calibration
+    sample), and the simulator's mean P(click) of uniform items at held-out states matches it."""
+    sim = fit_simulator(seq, replace(FAST, debias="snips"))
+    info = sim.info["response"]
+    level = info["debias"]["level"]
+    train = np.flatnonzero(seq.split == SPLIT_NAMES["train"])
+    dw = debias_weights(seq, calibration_rows(seq, FAST, True)[0], "snips", FAST.debias_max_weight)
+    y = ClickLog.build(seq, sim.config.negative_behaviours).positive
+    assert level["events"] == len(train)
+    assert level["uniform_click_rate"] == pytest.approx(np.dot(dw.unclipped[train], y[train]) / dw.unclipped[train].sum(), abs=1e-6)
+    assert abs(level["uniform_click_rate"] - TRUE_RATE) < 0.03  # the IPS estimate of the truth
+    assert "both halves" in info["calibration_set"] and sim.calibration.shift == pytest.approx(level["shift"], abs=1e-6)
+    # the shift makes the mean over uniformly drawn items at the held-out states the level
+    assert random_exposure_mean(sim, seq, n=8000) == pytest.approx(level["uniform_click_rate"], abs=0.02)
+    naive = fit_simulator(seq, FAST).info["response"]
+    assert naive["debias"] == {"method": "none"} and naive["calibration_set"].startswith("half of")
 
 
 def test_snips_normalises_each_batch():
