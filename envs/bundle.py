@@ -40,6 +40,8 @@ from seqrec.encoders.train import pretrain
 from seqrec.simulators.config import SimulatorConfig
 from seqrec.simulators.fidelity import fidelity_report
 from seqrec.simulators.simulator import UserSimulator, fit_simulator
+from seqrec.envs import side_fit
+from seqrec.envs.side_fit import epoch_lines
 
 BUNDLE_FORMAT = 1
 
@@ -109,6 +111,11 @@ class BuildConfig:
     a log the size of ML-100K never reaches it. ``bundle.json`` records the stage times and
     whether any stage subsampled. A budget set in ``pretrain.max_seconds`` or
     ``simulator.max_seconds`` wins for that stage."""
+    parallel_fits: bool | None = None
+    """Fit the simulator in a second process while the encoder pretrains (they are independent).
+    None: when the cores allow two stages of ``pretrain.threads`` threads and the log is of a
+    size where it pays (:func:`seqrec.envs.side_fit.parallel_fits`); the results are the same
+    either way. ``bundle.json`` → ``parallel_stages`` says which stages ran beside another."""
     allow_weak_simulator: bool = False
     """Build the bundle even when its simulator cannot tell policies apart (click AUC not above
     popularity's, or a constant P(click)); the reasons go into ``bundle.json`` and every load warns."""
@@ -135,14 +142,20 @@ class _Stages:
 
     def __init__(self, budget: float | None, progress: bool):
         self.budget, self.progress, self.t0, self.seconds = budget, progress, time.perf_counter(), {}
+        self.parallel: list[str] = []
         self._last = self.t0
 
-    def done(self, name: str) -> None:
+    def done(self, name: str, own: float | None = None) -> None:
+        """``name`` finished now; ``own``: its own seconds when it ran beside the previous stage
+        (then the wait for it is not a stage of its own: ``parallel`` lists it)."""
         now = time.perf_counter()
-        self.seconds[name] = round(now - self._last, 1)
+        self.seconds[name] = round(now - self._last if own is None else own, 1)
+        if own is not None:
+            self.parallel.append(name)
         self._last = now
         if self.progress:
-            print(f"prepare: {name} done in {self.seconds[name]:.0f} s", file=sys.stderr, flush=True)
+            beside = " (beside the previous stage)" if own is not None else ""
+            print(f"prepare: {name} done in {self.seconds[name]:.0f} s{beside}", file=sys.stderr, flush=True)
 
     def share(self, fraction: float, own: float | None) -> float | None:
         """A stage's budget: its own setting, else ``fraction`` of what is left (at least 1 s)."""
@@ -159,14 +172,7 @@ def _build_bundle(data: str | Path, out: Path, config: BuildConfig, progress: bo
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         seq.save(_mkdir(tmp / "dataset"))
-        enc_cfg = EncoderConfig(**{"n_items": seq.n_items, **_feature_defaults(seq), **config.encoder})
-        pre_cfg = replace(config.pretrain, progress=progress, max_seconds=stages.share(PRETRAIN_SHARE, config.pretrain.max_seconds))
-        enc_metrics = pretrain(seq, enc_cfg, pre_cfg, tmp)
-        os.replace(tmp / "metrics.json", tmp / "encoder_metrics.json")
-        stages.done("encoder pretraining")
-        sim_cfg = replace(config.simulator, max_seconds=stages.share(SIMULATOR_SHARE, config.simulator.max_seconds))
-        simulator = fit_simulator(seq, sim_cfg, tmp, on_epoch=_epoch_lines(progress))
-        stages.done("simulator fit")
+        enc_cfg, enc_metrics, simulator = _fit_models(seq, config, tmp, stages, progress)
         fidelity = fidelity_report(simulator, seq, tmp, truth=GroundTruth.of_log(data))
         stages.done("fidelity report")
         weak = fidelity["weak_simulator"]
@@ -180,6 +186,7 @@ def _build_bundle(data: str | Path, out: Path, config: BuildConfig, progress: bo
             "pretrain": asdict(config.pretrain), "simulator": asdict(config.simulator), "prep": asdict(config.prep),
             "encoder_test_metrics": enc_metrics.get("test", enc_metrics), "fidelity": _headline(fidelity),
             "build_seconds": round(time.perf_counter() - stages.t0, 1), "stage_seconds": stages.seconds,
+            "parallel_stages": stages.parallel,
             "budget": {"time_budget_s": config.time_budget_s, "pretrain": enc_metrics.get("budget"),
                        "simulator": simulator.info["response"].get("budget")},
             "weak_simulator": weak,
@@ -198,16 +205,32 @@ def _build_bundle(data: str | Path, out: Path, config: BuildConfig, progress: bo
     return out
 
 
-def _epoch_lines(progress: bool):
-    """One stderr line per simulator-fit epoch (None when quiet)."""
-    if not progress:
-        return None
-
-    def line(epoch: int, m: dict) -> None:
-        print(f"simulator fit: dim {m['dim']} epoch {epoch}: valid log-loss {m['valid_log_loss']:.4f}, AUC {m['valid_auc']}",
-              file=sys.stderr, flush=True)
-
-    return line
+def _fit_models(seq: SequenceData, config: BuildConfig, tmp: Path, stages: _Stages, progress: bool
+                ) -> tuple[EncoderConfig, dict, UserSimulator]:
+    """Pretrain the encoder and fit the simulator into ``tmp``, side by side when
+    :func:`~seqrec.envs.side_fit.parallel_fits` says so (each then gets the pretraining share of the budget)."""
+    enc_cfg = EncoderConfig(**{"n_items": seq.n_items, **_feature_defaults(seq), **config.encoder})
+    pre_cfg = replace(config.pretrain, progress=progress, max_seconds=stages.share(PRETRAIN_SHARE, config.pretrain.max_seconds))
+    side = None
+    if side_fit.parallel_fits(config.parallel_fits, seq.n_events, config.pretrain.threads):
+        side_cfg = replace(config.simulator, max_seconds=stages.share(PRETRAIN_SHARE, config.simulator.max_seconds))
+        side = side_fit.start(tmp / "dataset", side_cfg, tmp, config.pretrain.threads, progress)
+    try:
+        enc_metrics = pretrain(seq, enc_cfg, pre_cfg, tmp)
+    except BaseException:
+        if side is not None:
+            side.stop()
+        raise
+    os.replace(tmp / "metrics.json", tmp / "encoder_metrics.json")
+    stages.done("encoder pretraining")
+    if side is None:
+        sim_cfg = replace(config.simulator, max_seconds=stages.share(SIMULATOR_SHARE, config.simulator.max_seconds))
+        simulator = fit_simulator(seq, sim_cfg, tmp, on_epoch=epoch_lines(progress))
+        stages.done("simulator fit")
+    else:
+        simulator, fit_s = side.wait()
+        stages.done("simulator fit", own=fit_s)
+    return enc_cfg, enc_metrics, simulator
 
 
 def _refused(out: Path) -> Path:
