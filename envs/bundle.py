@@ -211,26 +211,29 @@ def _fit_models(seq: SequenceData, config: BuildConfig, tmp: Path, stages: _Stag
     :func:`~seqrec.envs.side_fit.parallel_fits` says so (each then gets the pretraining share of the budget)."""
     enc_cfg = EncoderConfig(**{"n_items": seq.n_items, **_feature_defaults(seq), **config.encoder})
     pre_cfg = replace(config.pretrain, progress=progress, max_seconds=stages.share(PRETRAIN_SHARE, config.pretrain.max_seconds))
-    side = None
-    if side_fit.parallel_fits(config.parallel_fits, seq.n_events, config.pretrain.threads):
-        side_cfg = replace(config.simulator, max_seconds=stages.share(PRETRAIN_SHARE, config.simulator.max_seconds))
-        side = side_fit.start(tmp / "dataset", side_cfg, tmp, config.pretrain.threads, progress)
-    try:
-        enc_metrics = pretrain(seq, enc_cfg, pre_cfg, tmp)
-    except BaseException:
-        if side is not None:
-            side.stop()
-        raise
-    os.replace(tmp / "metrics.json", tmp / "encoder_metrics.json")
-    stages.done("encoder pretraining")
-    if side is None:
+    if not side_fit.parallel_fits(config.parallel_fits, seq.n_events, config.pretrain.threads):
+        enc_metrics = _pretrain(seq, enc_cfg, pre_cfg, tmp, stages)
         sim_cfg = replace(config.simulator, max_seconds=stages.share(SIMULATOR_SHARE, config.simulator.max_seconds))
         simulator = fit_simulator(seq, sim_cfg, tmp, on_epoch=epoch_lines(progress))
         stages.done("simulator fit")
-    else:
+        return enc_cfg, enc_metrics, simulator
+    side_cfg = replace(config.simulator, max_seconds=stages.share(PRETRAIN_SHARE, config.simulator.max_seconds))
+    side = side_fit.start(tmp / "dataset", side_cfg, tmp, config.pretrain.threads, progress)
+    try:
+        enc_metrics = _pretrain(seq, enc_cfg, pre_cfg, tmp, stages)
         simulator, fit_s = side.wait()
-        stages.done("simulator fit", own=fit_s)
+    except BaseException:  # an interrupt or a failed stage: the child must not write on
+        side.stop()
+        raise
+    stages.done("simulator fit", own=fit_s)
     return enc_cfg, enc_metrics, simulator
+
+
+def _pretrain(seq: SequenceData, enc_cfg: EncoderConfig, pre_cfg: PretrainConfig, tmp: Path, stages: _Stages) -> dict:
+    enc_metrics = pretrain(seq, enc_cfg, pre_cfg, tmp)
+    os.replace(tmp / "metrics.json", tmp / "encoder_metrics.json")
+    stages.done("encoder pretraining")
+    return enc_metrics
 
 
 def _refused(out: Path) -> Path:

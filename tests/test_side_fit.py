@@ -62,3 +62,20 @@ def test_a_failed_side_fit_is_a_one_line_error(tmp_path):
         fit.wait()
     assert "\n" not in str(err.value) and "no-such-dataset" in str(err.value)
     assert not (tmp_path / "simulator.pt").exists()
+
+
+def test_a_failed_pretraining_stops_the_side_fit_and_writes_nothing(log, tmp_path, monkeypatch):
+    import seqrec.envs.bundle as bundle
+
+    started = []
+    real_start = side_fit.start
+    monkeypatch.setattr(side_fit, "start", lambda *a, **k: started.append(real_start(*a, **k)) or started[-1])
+
+    def failing_pretrain(*_args, **_kwargs):
+        raise SeqrecError("pretraining failed")
+
+    monkeypatch.setattr(bundle, "pretrain", failing_pretrain)
+    with pytest.raises(SeqrecError, match="pretraining failed"):
+        build_bundle(log, tmp_path / "out", replace(CFG, parallel_fits=True), progress=False)
+    assert len(started) == 1 and started[0].process.poll() is not None  # the child was ended, not left running
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no bundle, no half-written temporary folder
