@@ -8,7 +8,7 @@ P). One bundle is built per ``--debias`` method on the biased log; each is score
 fit's ECE <= 0.02, its mean prediction within 5 % of the true positive rate, both better
 than the naive fit's; Kendall tau >= 0.8 over >= 5 policies with distinct true values.
 
-Run from the repository root (the full size: about 30 minutes on 2 cores; ``--users 300 --items
+Run from the repository root (the full size: about 5 minutes on 2 cores; ``--users 300 --items
 100 --epochs 1`` is the smoke size)::
 
     python benchmarks/sim_validation.py --users 3000 --items 500 --exposure-bias 2 --random-exposure 20 --out runs/sim-validation
